@@ -1,0 +1,44 @@
+/*
+ * stages.h - the stage table: the one place that says what each chapter's
+ * programs are called and what they claim. The harness (harness.c) runs
+ * every check whose property a stage claims; for a property a stage lacks
+ * where the check has a "limitation" test, it asserts the documented
+ * limitation instead. `make bench` runs every stage marked bench.
+ *
+ * Adding a chapter is one row here (plus any new check in harness.c).
+ */
+#ifndef STAGES_H
+#define STAGES_H
+
+enum property {
+    P_GREETING     = 1 << 0,  /* server sends one greeting line and closes */
+    P_RESOLVE      = 1 << 1,  /* has `resolve` */
+    P_HTTP_GET     = 1 << 2,  /* has `http_get` */
+    P_TCP_ECHO     = 1 << 3,  /* every TCP byte comes back, in order */
+    P_UDP_ECHO     = 1 << 4,  /* every datagram comes back whole */
+    P_IDLE_TIMEOUT = 1 << 5,  /* -t SECONDS closes a silent client */
+    P_CONCURRENT   = 1 << 6,  /* serves a second client while a first stays */
+};
+
+struct stage {
+    const char *dir;
+    const char *tcp_server;   /* program serving TCP, or NULL */
+    const char *udp_server;   /* program serving UDP, or NULL; from 03 on
+                                 the same program as tcp_server */
+    const char *tcp_client;   /* the TCP client (greeting or echo) */
+    const char *udp_client;   /* or NULL */
+    unsigned props;
+    int bench;                /* compared by `make bench` */
+};
+
+static const struct stage stages[] = {
+    {.dir = "01-basics", .tcp_server = "server", .tcp_client = "client",
+     .props = P_GREETING | P_RESOLVE | P_HTTP_GET},
+    {.dir = "02-tcp-udp", .tcp_server = "tcp_server", .udp_server = "udp_server",
+     .tcp_client = "tcp_client", .udp_client = "udp_client",
+     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT, .bench = 1},
+};
+
+#define NSTAGES ((int)(sizeof stages / sizeof stages[0]))
+
+#endif
