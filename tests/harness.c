@@ -11,8 +11,7 @@
  * Suites: one per stage, then "valgrind", which runs the echo and client
  * checks again with every server and client under memcheck.
  *
- * usage: harness [-r ROOT] [-s STAGE] [-c CHECK] [-V]    run the checks
- *        harness -b                                    list bench stages
+ * usage: harness [-r ROOT] [-s STAGE] [-c CHECK] [-V]
  */
 #include "stages.h"
 
@@ -1035,7 +1034,6 @@ static void print_report_card(enum verdict card[NSTAGES][MAX_CHECKS],
 static void usage(void)
 {
     fprintf(stderr, "usage: harness [-r ROOT] [-s STAGE] [-c CHECK] [-V]\n"
-                    "       harness -b    list the stages make bench compares\n"
                     "  -r ROOT   where the chapter directories are (default ..)\n"
                     "  -s STAGE  run only this stage (e.g. 02-tcp-udp)\n"
                     "  -c CHECK  run only this check (a report card column)\n"
@@ -1055,17 +1053,12 @@ int main(int argc, char **argv)
     int nchecks;
     const struct check *tbl = checks(&nchecks);
 
-    while ((opt = getopt(argc, argv, "r:s:c:Vb")) != -1) {
+    while ((opt = getopt(argc, argv, "r:s:c:V")) != -1) {
         switch (opt) {
         case 'r': root = optarg; break;
         case 's': only_stage = optarg; break;
         case 'c': only_check = optarg; break;
         case 'V': skip_valgrind = 1; break;
-        case 'b':
-            for (int si = 0; si < NSTAGES; si++)
-                if (stages[si].bench)
-                    printf("%s %s\n", stages[si].dir, stages[si].tcp_server);
-            return 0;
         default: usage();
         }
     }

@@ -1,0 +1,649 @@
+/*
+ * loadgen - an epoll-driven load generator for TCP echo servers.
+ *
+ * What it measures: how many round trips per second an echo server keeps
+ * up with when CONNS clients talk to it at once, how long each round trip
+ * takes (p50, p99, max), and how fairly the server shares itself out (how
+ * many clients got no reply at all, and the fewest and most messages any
+ * one client got through).  Like the load generator in Stevens' UNP, it
+ * also reports its own CPU time, so you can tell whether the server or the
+ * load generator was the bottleneck.
+ *
+ * How: one thread, one epoll loop.  All connections are opened first,
+ * outside the timed window, so connection setup is not part of the score.
+ * Then every connection plays ping-pong: send one SIZE-byte message, read
+ * SIZE bytes back, check every byte, note the time, send the next.  The
+ * bytes are a pseudo-random pattern computed from the connection number,
+ * the message number and the offset, so a server that mixes up clients or
+ * reorders data gets caught, and we never keep copies of what we sent.
+ * Round-trip times go into a log-linear histogram (about 1.6% resolution),
+ * so memory stays small however long the run is.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+    MAX_CONNS = 10000,
+    MAX_SIZE = 1 << 20,
+    CHUNK = 64 * 1024,      /* most bytes we generate or check per system call */
+    MAX_EVENTS = 256,
+    SPARE_FDS = 16,         /* stdio, the epoll instance, and some slack */
+    MAX_REPORTS = 10,       /* failed connections we describe one by one */
+    HIST_SUB_BITS = 6,      /* 64 sub-buckets per power of two: ~1.6% resolution */
+    HIST_SUB = 1 << HIST_SUB_BITS,
+    HIST_BUCKETS = (64 - HIST_SUB_BITS + 1) * HIST_SUB,
+    MAX_SECONDS = 1000000,
+};
+
+struct options {
+    const char *addr;
+    long port;
+    long conns;
+    size_t size;
+    double seconds;
+    long long messages;     /* round trips per connection; 0 means "until -d" */
+    double connect_timeout;
+    bool help;
+};
+
+struct histogram {
+    uint64_t count[HIST_BUCKETS];
+    uint64_t samples;
+    uint64_t max_ns;
+};
+
+struct conn {
+    int fd;
+    unsigned id;
+    uint32_t events;        /* what epoll is watching for right now */
+    bool connected;
+    bool finished;          /* done with its -n messages, or failed */
+    uint64_t completed;     /* round trips done, which is also the number of the one in flight */
+    uint64_t seed;          /* pattern seed of the message in flight */
+    size_t sent, received;
+    uint64_t started_ns;
+};
+
+struct run {
+    const struct options *opt;
+    char peer[96];          /* "ADDR:PORT", for messages */
+    int epfd;
+    struct conn *conns;
+    long active;            /* connections still exchanging messages */
+    unsigned char *scratch; /* holds the three CHUNK-byte buffers below */
+    unsigned char *out, *in, *expect;
+    struct histogram latency;
+    uint64_t messages;
+    unsigned errors;
+    bool stop;              /* wrong bytes (or a broken epoll): end the run now */
+    double elapsed_s, cpu_s;
+};
+
+static void usage(FILE *to)
+{
+    fputs("usage: loadgen [-a ADDR] [-p PORT] [-c CONNS] [-s SIZE]"
+          " [-d SECONDS | -n MESSAGES] [-T CONNECT_TIMEOUT]\n"
+          "  -a ADDR      server address, numeric IPv4 or IPv6 (default 127.0.0.1)\n"
+          "  -p PORT      server port (default 9000)\n"
+          "  -c CONNS     connections talking at once, 1..10000 (default 1)\n"
+          "  -s SIZE      message size in bytes, 1..1048576 (default 64)\n"
+          "  -d SECONDS   length of the timed run, fractions allowed (default 5)\n"
+          "  -n MESSAGES  round trips per connection, then stop; the run still\n"
+          "               ends after -d seconds (default 10 with -n)\n"
+          "  -T SECONDS   how long to wait for all connections to be set up (default 5)\n",
+          to);
+}
+
+static bool complain(int flag, const char *wanted)
+{
+    fprintf(stderr, "loadgen: -%c wants %s, not '%s'\n", flag, wanted, optarg);
+    return false;
+}
+
+static bool integer_arg(int flag, long long lo, long long hi, const char *wanted, long long *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtoll(optarg, &end, 10);
+    if (errno != 0 || end == optarg || *end != '\0' || *out < lo || *out > hi)
+        return complain(flag, wanted);
+    return true;
+}
+
+static bool seconds_arg(int flag, double *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(optarg, &end);
+    /* Written as !(x > 0) so that "nan" is refused too. */
+    if (errno != 0 || end == optarg || *end != '\0' || !(*out > 0) || *out > MAX_SECONDS)
+        return complain(flag, "a positive number of seconds");
+    return true;
+}
+
+static bool parse_options(int argc, char **argv, struct options *o)
+{
+    bool ok = true, seconds_given = false;
+    long long n = 0;
+    int flag;
+
+    *o = (struct options){ .addr = "127.0.0.1", .port = 9000, .conns = 1,
+                           .size = 64, .seconds = 5, .connect_timeout = 5 };
+    while (ok && (flag = getopt(argc, argv, "a:p:c:s:d:n:T:h")) != -1) {
+        switch (flag) {
+        case 'a': o->addr = optarg; break;
+        case 'p': ok = integer_arg(flag, 1, 65535, "a port from 1 to 65535", &n);
+                  o->port = (long)n; break;
+        case 'c': ok = integer_arg(flag, 1, MAX_CONNS, "a number from 1 to 10000", &n);
+                  o->conns = (long)n; break;
+        case 's': ok = integer_arg(flag, 1, MAX_SIZE, "a size from 1 to 1048576", &n);
+                  o->size = (size_t)n; break;
+        case 'n': ok = integer_arg(flag, 1, LLONG_MAX, "a positive number of messages",
+                                   &o->messages); break;
+        case 'd': ok = seconds_given = seconds_arg(flag, &o->seconds); break;
+        case 'T': ok = seconds_arg(flag, &o->connect_timeout); break;
+        case 'h': o->help = true; break;
+        default: return false;  /* getopt has already said what was wrong */
+        }
+    }
+    if (ok && optind < argc) {
+        fprintf(stderr, "loadgen: unexpected argument '%s'\n", argv[optind]);
+        return false;
+    }
+    if (o->messages > 0 && !seconds_given)
+        o->seconds = 10;
+    return ok;
+}
+
+/* Like perror(), but returns false so callers can write "return failed(...)". */
+static bool failed(const char *what)
+{
+    fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
+    return false;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* epoll_wait counts in milliseconds; round up so we never wake early and spin. */
+static int ms_until(uint64_t deadline_ns)
+{
+    uint64_t now = now_ns();
+    if (now >= deadline_ns)
+        return 0;
+    uint64_t ms = (deadline_ns - now + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec)
+           + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* splitmix64's finalizer: cheap, and every input bit affects every output bit. */
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15u;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+static uint64_t message_seed(unsigned conn_id, uint64_t message_no)
+{
+    return mix64(((uint64_t)conn_id << 40) ^ message_no);
+}
+
+/* Byte i of a message depends only on (seed, i), so any stretch of it can be
+ * made on demand: to resend after a short write, or to check an echo. */
+static void fill_pattern(unsigned char *buf, size_t len, uint64_t seed, size_t offset)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t pos = offset + i;
+        uint64_t word = mix64(seed + pos / 8);
+        for (unsigned b = pos % 8; b < 8 && i < len; b++, i++)
+            buf[i] = (unsigned char)(word >> (8 * b));
+    }
+}
+
+/* Values below HIST_SUB get a bucket each; above that, every power of two
+ * is split into HIST_SUB equal buckets, so the error is at most 1/HIST_SUB. */
+static unsigned hist_bucket(uint64_t ns)
+{
+    unsigned shift = 0;
+    if (ns < HIST_SUB)
+        return (unsigned)ns;
+    while ((ns >> shift) >= 2 * HIST_SUB)
+        shift++;
+    return (shift + 1) * HIST_SUB + (unsigned)((ns >> shift) - HIST_SUB);
+}
+
+static uint64_t hist_bucket_middle(unsigned bucket)
+{
+    if (bucket < HIST_SUB)
+        return bucket;
+    unsigned shift = bucket / HIST_SUB - 1;
+    uint64_t low = (uint64_t)(HIST_SUB + bucket % HIST_SUB) << shift;
+    return low + ((UINT64_C(1) << shift) >> 1);
+}
+
+static void hist_record(struct histogram *h, uint64_t ns)
+{
+    h->count[hist_bucket(ns)]++;
+    h->samples++;
+    if (ns > h->max_ns)
+        h->max_ns = ns;
+}
+
+static uint64_t hist_percentile(const struct histogram *h, double fraction)
+{
+    uint64_t rank = (uint64_t)ceil(fraction * (double)h->samples), seen = 0;
+    for (unsigned b = 0; b < HIST_BUCKETS; b++) {
+        seen += h->count[b];
+        if (seen >= rank && seen > 0) {
+            uint64_t middle = hist_bucket_middle(b);
+            return middle < h->max_ns ? middle : h->max_ns;
+        }
+    }
+    return h->max_ns;
+}
+
+static bool ensure_fd_limit(long conns)
+{
+    rlim_t need = (rlim_t)conns + SPARE_FDS;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return failed("getrlimit");
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return true;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        fprintf(stderr, "loadgen: %ld connections need %llu open files, but the hard limit "
+                "is %llu (see ulimit -Hn)\n", conns, (unsigned long long)need,
+                (unsigned long long)rl.rlim_max);
+        return false;
+    }
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : rl.rlim_max;
+    return setrlimit(RLIMIT_NOFILE, &rl) == 0 || failed("setrlimit");
+}
+
+static struct addrinfo *resolve_address(const struct options *o)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
+    struct addrinfo *ai;
+    char port[24];
+    unsigned char bin[sizeof(struct in6_addr)];
+
+    /* inet_pton, unlike getaddrinfo, refuses shorthand such as "1.2.3":
+     * a load generator must hit exactly the address it was given. */
+    int strict = inet_pton(AF_INET, o->addr, bin) == 1 || inet_pton(AF_INET6, o->addr, bin) == 1;
+    snprintf(port, sizeof port, "%ld", o->port);
+    int rc = strict ? getaddrinfo(o->addr, port, &hints, &ai) : EAI_NONAME;
+    if (rc != 0) {
+        fprintf(stderr, "loadgen: -a wants a numeric IPv4 or IPv6 address, not '%s' (%s)\n",
+                o->addr, gai_strerror(rc));
+        return NULL;
+    }
+    return ai;
+}
+
+static void watch(struct run *r, struct conn *c, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = c };
+    if (c->events == events)
+        return;
+    if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) {
+        c->events = events;
+        return;
+    }
+    failed("epoll_ctl");
+    r->errors++;
+    r->stop = true;
+}
+
+/* Closing right away (rather than at the end) lets a one-client-at-a-time
+ * server move on to the next client, as it would when a real client leaves. */
+static void retire_connection(struct run *r, struct conn *c)
+{
+    close(c->fd);
+    c->fd = -1;
+    c->finished = true;
+    r->active--;
+}
+
+/* When a server falls over, thousands of connections fail at once; the
+ * first few lines say what happened, the error count says how many. */
+static void fail_connection(struct run *r, struct conn *c, int err)
+{
+    if (r->errors < MAX_REPORTS)
+        fprintf(stderr, "loadgen: connection %u of %ld: %s after %llu messages\n",
+                c->id + 1, r->opt->conns, err ? strerror(err) : "closed by the server",
+                (unsigned long long)c->completed);
+    else if (r->errors == MAX_REPORTS)
+        fputs("loadgen: more connections failed; counting them without saying so\n", stderr);
+    r->errors++;
+    retire_connection(r, c);
+}
+
+static void send_message(struct run *r, struct conn *c)
+{
+    size_t size = r->opt->size;
+    while (c->sent < size) {
+        size_t len = size - c->sent < CHUNK ? size - c->sent : CHUNK;
+        fill_pattern(r->out, len, c->seed, c->sent);
+        ssize_t n = send(c->fd, r->out, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0) {
+            fail_connection(r, c, errno);
+            return;
+        }
+        c->sent += (size_t)n;
+        if ((size_t)n < len)
+            break;          /* socket buffer full: skip the send that would say EAGAIN */
+    }
+    /* Keep reading while we write: with big messages the server echoes as it
+     * goes, and if we stopped reading it would block, and then so would we. */
+    watch(r, c, c->sent < size ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+static void start_message(struct run *r, struct conn *c, uint64_t now)
+{
+    c->seed = message_seed(c->id, c->completed);
+    c->sent = c->received = 0;
+    c->started_ns = now;
+    send_message(r, c);
+}
+
+static void finish_message(struct run *r, struct conn *c)
+{
+    uint64_t now = now_ns();
+    hist_record(&r->latency, now - c->started_ns);
+    c->completed++;
+    r->messages++;
+    if (r->opt->messages > 0 && c->completed >= (uint64_t)r->opt->messages)
+        retire_connection(r, c);
+    else
+        start_message(r, c, now);
+}
+
+static bool echo_is_correct(struct run *r, struct conn *c, size_t len)
+{
+    size_t i = 0;
+    fill_pattern(r->expect, len, c->seed, c->received);
+    if (memcmp(r->in, r->expect, len) == 0)
+        return true;
+    while (r->in[i] == r->expect[i])
+        i++;
+    fprintf(stderr, "loadgen: wrong data on connection %u of %ld, message %llu, byte offset "
+            "%zu: sent 0x%02x, got back 0x%02x\n", c->id + 1, r->opt->conns,
+            (unsigned long long)c->completed + 1, c->received + i, r->expect[i], r->in[i]);
+    r->errors++;
+    r->stop = true;
+    return false;
+}
+
+static void receive_echo(struct run *r, struct conn *c)
+{
+    size_t size = r->opt->size;
+    for (;;) {
+        size_t want = size - c->received < CHUNK ? size - c->received : CHUNK;
+        ssize_t n = recv(c->fd, r->in, want, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            fail_connection(r, c, n == 0 ? 0 : errno);
+            return;
+        }
+        if (!echo_is_correct(r, c, (size_t)n))
+            return;
+        c->received += (size_t)n;
+        if (c->received == size) {
+            finish_message(r, c);
+            return;
+        }
+        if ((size_t)n < want)
+            return;         /* drained for now; level-triggered epoll will call again */
+    }
+}
+
+static void handle_event(struct run *r, struct conn *c, uint32_t events)
+{
+    if (c->finished)
+        return;
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        receive_echo(r, c);     /* recv reports the hangup or the error for us */
+    if ((events & EPOLLOUT) && !c->finished && !r->stop)
+        send_message(r, c);
+}
+
+static bool connect_failed(const struct run *r, int err)
+{
+    fprintf(stderr, "loadgen: connect %s: %s\n", r->peer, strerror(err));
+    return false;
+}
+
+static bool open_connection(struct run *r, struct conn *c, const struct addrinfo *ai)
+{
+    struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = c };
+    int one = 1;
+
+    c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        return failed("socket");
+    /* Small ping-pong messages are the worst case for Nagle's algorithm
+     * meeting delayed ACKs: without this we would be timing the kernel's
+     * 40 ms delayed-ACK timer instead of the server. */
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        return failed("setsockopt TCP_NODELAY");
+    if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)
+        return connect_failed(r, errno);
+    /* Writable means the handshake is over, one way or the other. */
+    c->events = EPOLLOUT;
+    return epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd, &ev) == 0 || failed("epoll_ctl");
+}
+
+/* A listen backlog lets connects succeed before the server calls accept(),
+ * so "set up" here says nothing about whether the server will ever serve
+ * us.  That is what the fairness numbers are for. */
+static bool connect_all(struct run *r, const struct addrinfo *ai)
+{
+    struct epoll_event events[MAX_EVENTS];
+    uint64_t deadline = now_ns() + (uint64_t)(r->opt->connect_timeout * 1e9);
+    long pending = r->opt->conns;
+
+    for (long i = 0; i < r->opt->conns; i++)
+        if (!open_connection(r, &r->conns[i], ai))
+            return false;
+    while (pending > 0) {
+        int timeout_ms = ms_until(deadline);
+        if (timeout_ms == 0) {
+            fprintf(stderr, "loadgen: connect %s: only %ld of %ld connections set up "
+                    "within %.1f s (-T)\n", r->peer, r->opt->conns - pending,
+                    r->opt->conns, r->opt->connect_timeout);
+            return false;
+        }
+        int n = epoll_wait(r->epfd, events, MAX_EVENTS, timeout_ms);
+        if (n < 0 && errno != EINTR)
+            return failed("epoll_wait");
+        for (int i = 0; i < n; i++) {
+            struct conn *c = events[i].data.ptr;
+            int err = 0;
+            socklen_t len = sizeof err;
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                err = errno;
+            if (err == 0 && c->connected)
+                err = ECONNRESET;   /* we watch nothing on these, so only a hangup wakes us */
+            if (err != 0)
+                return connect_failed(r, err);
+            c->connected = true;
+            watch(r, c, 0);
+            pending--;
+        }
+    }
+    return !r->stop;
+}
+
+static void run_window(struct run *r)
+{
+    struct epoll_event events[MAX_EVENTS];
+    uint64_t start = now_ns();
+    uint64_t deadline = start + (uint64_t)(r->opt->seconds * 1e9);
+    double cpu_start = cpu_seconds();
+
+    for (long i = 0; i < r->opt->conns && !r->stop; i++)
+        start_message(r, &r->conns[i], now_ns());
+    while (!r->stop && r->active > 0) {
+        int timeout_ms = ms_until(deadline);
+        if (timeout_ms == 0)
+            break;
+        int n = epoll_wait(r->epfd, events, MAX_EVENTS, timeout_ms);
+        if (n < 0 && errno != EINTR) {
+            failed("epoll_wait");
+            r->errors++;
+            break;
+        }
+        for (int i = 0; i < n && !r->stop; i++)
+            handle_event(r, events[i].data.ptr, events[i].events);
+    }
+    r->elapsed_s = (double)(now_ns() - start) / 1e9;
+    r->cpu_s = cpu_seconds() - cpu_start;
+}
+
+static void print_results(const struct run *r)
+{
+    const struct options *o = r->opt;
+    const struct histogram *h = &r->latency;
+    double elapsed = r->elapsed_s > 0 ? r->elapsed_s : 1e-9;
+    double msgs_per_s = (double)r->messages / elapsed;
+    double mib_per_s = msgs_per_s * (double)o->size / (1024.0 * 1024.0);
+    double p50 = h->samples ? (double)hist_percentile(h, 0.50) / 1e3 : -1;
+    double p99 = h->samples ? (double)hist_percentile(h, 0.99) / 1e3 : -1;
+    double max = h->samples ? (double)h->max_ns / 1e3 : -1;
+    unsigned long long fewest = ULLONG_MAX, most = 0;
+    long starved = 0;
+
+    for (long i = 0; i < o->conns; i++) {
+        unsigned long long done = r->conns[i].completed;
+        starved += done == 0;
+        fewest = done < fewest ? done : fewest;
+        most = done > most ? done : most;
+    }
+    printf("loadgen: %ld connection%s, %zu-byte messages, %.2f s\n",
+           o->conns, o->conns == 1 ? "" : "s", o->size, r->elapsed_s);
+    printf("  messages:   %llu (%.0f msg/s, %.2f MiB/s each way)\n",
+           (unsigned long long)r->messages, msgs_per_s, mib_per_s);
+    if (h->samples)
+        printf("  round trip: p50 %.0f us, p99 %.0f us, max %.0f us\n", p50, p99, max);
+    else
+        printf("  round trip: n/a (no message came back)\n");
+    printf("  fairness:   %ld of %ld connections starved (no reply); "
+           "per connection min %llu, max %llu\n", starved, o->conns, fewest, most);
+    printf("  loadgen cpu: %.2f s user+sys (%.0f%% of the window)\n",
+           r->cpu_s, 100 * r->cpu_s / elapsed);
+    if (r->errors)
+        printf("  errors:     %u (details on stderr)\n", r->errors);
+    printf("RESULT conns=%ld size=%zu seconds=%.3f msgs=%llu msgs_per_s=%.0f mib_per_s=%.2f "
+           "p50_us=%.0f p99_us=%.0f max_us=%.0f starved=%ld min_per_conn=%llu "
+           "max_per_conn=%llu errors=%u cpu_s=%.2f\n",
+           o->conns, o->size, r->elapsed_s, (unsigned long long)r->messages, msgs_per_s,
+           mib_per_s, p50, p99, max, starved, fewest, most, r->errors, r->cpu_s);
+}
+
+/* Leaves *r safe to hand to free_run() even when it fails. */
+static bool init_run(struct run *r, const struct options *o)
+{
+    *r = (struct run){ .opt = o, .epfd = -1, .active = o->conns };
+    snprintf(r->peer, sizeof r->peer, strchr(o->addr, ':') ? "[%s]:%ld" : "%s:%ld",
+             o->addr, o->port);
+    r->conns = calloc((size_t)o->conns, sizeof *r->conns);
+    for (long i = 0; r->conns && i < o->conns; i++) {
+        r->conns[i].fd = -1;
+        r->conns[i].id = (unsigned)i;
+    }
+    r->scratch = malloc(3 * CHUNK);
+    if (!r->conns || !r->scratch) {
+        fputs("loadgen: out of memory\n", stderr);
+        return false;
+    }
+    r->out = r->scratch;
+    r->in = r->scratch + CHUNK;
+    r->expect = r->scratch + 2 * CHUNK;
+    r->epfd = epoll_create1(EPOLL_CLOEXEC);
+    return r->epfd >= 0 || failed("epoll_create1");
+}
+
+/* When the clock runs out, messages are still in flight, so closing with
+ * unread data sends RST instead of FIN: servers see ECONNRESET, and should
+ * treat it as an ordinary goodbye. */
+static void free_run(struct run *r)
+{
+    for (long i = 0; r->conns && i < r->opt->conns; i++)
+        if (r->conns[i].fd >= 0)
+            close(r->conns[i].fd);
+    if (r->epfd >= 0)
+        close(r->epfd);
+    free(r->conns);
+    free(r->scratch);
+}
+
+int main(int argc, char **argv)
+{
+    struct options opt;
+    struct run run;
+    int status = 1;
+
+    if (!parse_options(argc, argv, &opt)) {
+        usage(stderr);
+        return 2;
+    }
+    if (opt.help) {
+        usage(stdout);
+        return 0;
+    }
+    struct addrinfo *ai = resolve_address(&opt);
+    if (!ai) {
+        usage(stderr);
+        return 2;
+    }
+    /* A server that hangs up on us is something to report, not a reason to die. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (init_run(&run, &opt) && ensure_fd_limit(opt.conns) && connect_all(&run, ai)) {
+        run_window(&run);
+        print_results(&run);
+        status = run.errors ? 1 : 0;
+    }
+    free_run(&run);
+    freeaddrinfo(ai);
+    return status;
+}

@@ -1,0 +1,25 @@
+/*
+ * stages.c - print the stage table for scripts (bench.sh), so the table in
+ * stages.h stays the one place that says what each stage is. Needs nothing
+ * but libc, so `make bench` works before Check is installed.
+ *
+ * usage: stages [-b]   one line per stage: DIR TCP_SERVER; -b: bench ones only
+ */
+#include "stages.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+    int bench_only = argc == 2 && strcmp(argv[1], "-b") == 0;
+
+    if (argc > 2 || (argc == 2 && !bench_only)) {
+        fprintf(stderr, "usage: stages [-b]\n");
+        return 2;
+    }
+    for (int i = 0; i < NSTAGES; i++)
+        if (!bench_only || stages[i].bench)
+            printf("%s %s\n", stages[i].dir, stages[i].tcp_server);
+    return 0;
+}
