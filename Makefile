@@ -5,7 +5,8 @@
 #   02-tcp-udp   byte streams vs datagrams; iterative TCP echo + UDP echo
 #
 #   make              build every chapter and the test tools
-#   make test         every check against every stage, then a valgrind pass
+#   make test         every check against every stage, then a valgrind pass;
+#                     and the code the lessons quote must match the code
 #   make bench        the stage comparison (QUICK=1: a 15-second smoke run)
 #   make diff CH=02   what chapter 02 changed in the programs of chapter 01
 #   make clean
@@ -33,6 +34,7 @@ tools:
 
 test: $(CHAPTERS) tools
 	@tests/deps.sh
+	tests/docs.sh
 	$(MAKE) -C tests test
 
 bench: $(CHAPTERS) tools
