@@ -8,8 +8,9 @@
  * claims; a check a stage does not claim either does not apply ("-") or,
  * where the course documents the limitation, asserts it ("limit").
  *
- * Suites: one per stage, then "valgrind", which runs the echo and client
- * checks again with every server and client under memcheck.
+ * Suites: one per stage; "tools", which checks that loadgen catches a bad
+ * server; then "valgrind", which runs the echo, client and load checks
+ * again with every server and client under memcheck.
  *
  * usage: harness [-r ROOT] [-s STAGE] [-c CHECK] [-V]
  */
@@ -921,6 +922,79 @@ START_TEST(check_clients)
 }
 END_TEST
 
+/* ---------------------------------------------------- loadgen checks */
+
+/* KEY=NUMBER from loadgen's RESULT line; asserts it is there. */
+static long long result_field(const char *out, const char *key)
+{
+    const char *line = strstr(out, "RESULT "), *p;
+    char pat[32];
+    snprintf(pat, sizeof pat, " %s=", key);
+    ck_assert_msg(line != NULL && (p = strstr(line, pat)) != NULL, "no %s in:\n%s", key, out);
+    return strtoll(p + strlen(pat), NULL, 10);
+}
+
+/* The load generator against the stage's server: every message of every
+ * connection comes back intact, and fairness is what the stage claims. */
+START_TEST(check_load)
+{
+    struct server s = start_server(STAGE->dir, STAGE->tcp_server, ARGS("-q"));
+    char *out;
+    ck_assert_int_eq(run("tests", "loadgen", NULL, &out, NULL,
+                         ARGS("-p", s.portstr, "-c", "4", "-n", "200", "-s", "1000")), 0);
+    ck_assert_int_eq(result_field(out, "msgs"), 800);
+    ck_assert_int_eq(result_field(out, "errors"), 0);
+    free(out);
+    ck_assert_int_eq(run("tests", "loadgen", NULL, &out, NULL,
+                         ARGS("-p", s.portstr, "-c", "4", "-d", "0.5")), 0);
+    long long starved = result_field(out, "starved");
+    if (STAGE->props & P_CONCURRENT)
+        ck_assert_msg(starved == 0, "%lld of 4 connections starved", starved);
+    else
+        ck_assert_msg(starved == 3, "iterative server: %lld of 4 starved, want 3", starved);
+    free(out);
+    stop_server_quietly(&s);
+}
+END_TEST
+
+/* loadgen itself: a server that corrupts one byte, or hangs up mid-run,
+ * must make it fail, and say where. The bad server is this test. */
+START_TEST(check_loadgen_catches)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        int port, lfd = bound_socket(SOCK_STREAM, &port), eof;
+        char portstr[8], buf[64];
+        snprintf(portstr, sizeof portstr, "%d", port);
+        struct proc p = spawn("tests", "loadgen", NULL, 0,
+                              ARGS("-p", portstr, "-c", "1", "-n", "5", "-s", "64"));
+        ck_assert(wait_for(lfd, POLLIN, now_ms() + ms(5000)) == 1);
+        int fd = accept(lfd, NULL, NULL);
+        ck_assert_int_eq(recv_until(fd, buf, sizeof buf, now_ms() + ms(5000), &eof), 64);
+        if (mode == 0) {
+            buf[10] ^= 0x20;
+            send_bytes(fd, buf, sizeof buf);
+        }
+        close(fd);
+        int code = finish(&p, ms(5000));
+        char *out = slurp(p.out), *err = slurp(p.err);
+        release(&p);
+        close(lfd);
+        ck_assert_msg(code == 1, "loadgen exit %d against a bad server", code);
+        if (mode == 0)
+            assert_contains(err, "wrong data on connection 1 of 1, message 1, byte offset 10",
+                            "loadgen");
+        else
+            assert_contains(err, "closed by the server", "loadgen");
+        ck_assert_int_eq(result_field(out, "errors"), 1);
+        free(out);
+        free(err);
+    }
+    char *err;
+    ck_assert_int_eq(run("tests", "loadgen", NULL, NULL, &err, ARGS("-c", "0")), 2);
+    free(err);
+}
+END_TEST
+
 /* ------------------------------------------------------ the check table */
 
 struct check {
@@ -948,12 +1022,13 @@ static const struct check *checks(int *n)
         {"udp", 0, P_UDP_ECHO, NULL, NULL, 1},
         {"client", 0, 0, NULL, NULL, 1},
         {"concur", P_TCP_ECHO, P_CONCURRENT, NULL, NULL, 0},
+        {"load", 0, P_TCP_ECHO, NULL, NULL, 1},
     };
     /* TTest pointers are not constant expressions: fill them in here. */
     const TTest *tests[] = {check_bad_args, check_port_in_use, check_signals, check_greeting,
                             check_resolve, check_http_get, check_tcp_echo, check_half_close,
                             check_reset, check_idle_timeout, check_udp_echo, check_clients,
-                            check_concurrent};
+                            check_concurrent, check_load};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         table[i].test = tests[i];
     table[12].limitation = limit_concurrent;
@@ -1036,7 +1111,7 @@ static void usage(void)
     fprintf(stderr, "usage: harness [-r ROOT] [-s STAGE] [-c CHECK] [-V]\n"
                     "  -r ROOT   where the chapter directories are (default ..)\n"
                     "  -s STAGE  run only this stage (e.g. 02-tcp-udp)\n"
-                    "  -c CHECK  run only this check (a report card column)\n"
+                    "  -c CHECK  run only this check (a report card column, or tools)\n"
                     "  -V        skip the valgrind pass\n");
     exit(2);
 }
@@ -1098,6 +1173,15 @@ int main(int argc, char **argv)
             }
             if (!pass)
                 run_suite(s, card, tbl, nchecks, &passed, &failed);
+        }
+        if (!pass && only_stage == NULL && (only_check == NULL || !strcmp(only_check, "tools"))) {
+            /* The test tools get tested too: a load generator that missed
+             * a wrong byte would make every benchmark meaningless. */
+            Suite *s = suite_create("tools");
+            TCase *tc = tcase_create("tools:loadgen");
+            tcase_add_test(tc, check_loadgen_catches);
+            suite_add_tcase(s, tc);
+            run_suite(s, card, tbl, nchecks, &passed, &failed);
         }
         if (pass && all != NULL)
             run_suite(all, card, tbl, nchecks, &passed, &failed);
