@@ -20,6 +20,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -39,18 +40,25 @@
 #define KiB 1024
 #define MiB (1024 * 1024)
 
-/* Set once in main, before any test forks: where the chapters are, and
- * whether every program we start runs under valgrind. */
+/* The passes: every check once as is, then the ones marked for it again
+ * with every program under the short-I/O shim (shortio.c), then under
+ * valgrind. */
+enum pass { PLAIN, SHORT_IO, VALGRIND, NPASSES };
+
+/* Set in main, before any test forks: where the chapters are, which pass
+ * is running, and where the shim is. */
 static const char *root = "..";
-static int under_valgrind;
+static int mode;
+static char shim[4096], shim_path[PATH_MAX];
 
 /* ---------------------------------------------------------------- time */
 
 /* Deadlines are generous: they only bound a hang. Valgrind runs programs
- * many times slower, so it stretches every one of them. */
+ * many times slower, and the short-I/O shim makes many more system calls,
+ * so they stretch every one of them. */
 static int ms(int base)
 {
-    return under_valgrind ? base * 10 : base;
+    return mode == VALGRIND ? base * 10 : mode == SHORT_IO ? base * 3 : base;
 }
 
 static long long now_ms(void)
@@ -83,6 +91,7 @@ struct proc {
     int out;        /* stdout: a pipe (servers) or a temp file (clients) */
     int err;        /* stderr: always a temp file, read after exit */
     int status;     /* wait status once reaped */
+    int hung;       /* killed by finish() for not exiting in time */
 };
 
 static int temp_file(void)
@@ -124,7 +133,7 @@ static struct proc spawn(const char *dir, const char *prog, const char *in,
 
     snprintf(path, sizeof path, "%s/%s/%s", root, dir, prog);
     ck_assert_msg(access(path, X_OK) == 0, "%s is not built (run make)", path);
-    if (under_valgrind) {
+    if (mode == VALGRIND) {
         argv[n++] = "valgrind";
         argv[n++] = "--quiet";
         argv[n++] = "--leak-check=full";
@@ -148,6 +157,11 @@ static struct proc spawn(const char *dir, const char *prog, const char *in,
     ck_assert_msg(p.pid >= 0, "fork: %s", strerror(errno));
     if (p.pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* An ignored signal stays ignored across exec: give the program
+         * the default SIGPIPE, so it must protect itself as in real life. */
+        signal(SIGPIPE, SIG_DFL);
+        if (mode == SHORT_IO)
+            setenv("LD_PRELOAD", shim_path, 1);
         if (getppid() != parent)
             _exit(127);
         dup2(inp[0], 0);
@@ -174,7 +188,8 @@ static struct proc spawn(const char *dir, const char *prog, const char *in,
  * its exit code, or -1 if it hung or died of a signal. */
 static int finish(struct proc *p, int timeout)
 {
-    if (wait_for(p->pidfd, POLLIN, now_ms() + timeout) == 0)
+    p->hung = wait_for(p->pidfd, POLLIN, now_ms() + timeout) == 0;
+    if (p->hung)
         kill(p->pid, SIGKILL);
     while (waitpid(p->pid, &p->status, 0) < 0 && errno == EINTR)
         ;
@@ -256,9 +271,11 @@ static char *stop_server(struct server *s)
     int code = finish(&s->p, ms(1000));
     char *err = slurp(s->p.err);
     release(&s->p);
-    ck_assert_msg(code == 0, "server did not exit 0 within %d ms of SIGTERM "
-                             "(exit %d, status %#x); stderr:\n%s",
-                  ms(1000), code, s->p.status, err);
+    ck_assert_msg(!s->p.hung, "server still running %d ms after SIGTERM; stderr:\n%s",
+                  ms(1000), err);
+    ck_assert_msg(code == 0, "server ended with %s %d after SIGTERM%s; stderr:\n%s",
+                  code < 0 ? "signal" : "exit", code < 0 ? WTERMSIG(s->p.status) : code,
+                  code == 99 && mode == VALGRIND ? " (valgrind found errors)" : "", err);
     return err;
 }
 
@@ -516,6 +533,30 @@ START_TEST(check_signals)
 }
 END_TEST
 
+/* SO_REUSEADDR: a server restarted on its port right after a stop binds at
+ * once, although the last run's connection sits in TIME_WAIT (the server
+ * closed first: after its greeting, or when SIGTERM ended the echo). */
+START_TEST(check_restart)
+{
+    const struct stage *st = STAGE;
+    struct server s = start_server(st->dir, st->tcp_server, ARGS("-q"));
+    int fd = tcp_connect(s.port), eof;
+    char buf[256];
+    if (st->props & P_TCP_ECHO)
+        echo_check(fd, 1, 10, 0);
+    else
+        recv_until(fd, buf, sizeof buf, now_ms() + ms(5000), &eof);
+    stop_server_quietly(&s);
+    recv_until(fd, buf, sizeof buf, now_ms() + ms(5000), &eof);
+    ck_assert_msg(eof, "the server did not close the connection");
+    close(fd);
+    int port = s.port;
+    s = start_server(st->dir, st->tcp_server, ARGS("-q", "-p", s.portstr));
+    ck_assert_int_eq(s.port, port);
+    stop_server_quietly(&s);
+}
+END_TEST
+
 START_TEST(check_greeting)
 {
     const struct stage *st = STAGE;
@@ -620,6 +661,8 @@ static int http_exchange(const char *dir, const char *path, const char *const *r
     *out = slurp(p.out);
     *err = slurp(p.err);
     release(&p);
+    ck_assert_msg(!p.hung, "http_get %s did not finish within %d ms: does it stop where "
+                           "the framing says the response ends?", path, ms(5000));
     if (!close_after)
         close(fd);
     close(lfd);
@@ -698,7 +741,7 @@ START_TEST(check_tcp_echo)
     struct server s = start_server(st->dir, st->tcp_server, ARGS("-q"));
     static const size_t sizes[] = {1, 64 * KiB + 1, 4 * MiB};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        if (under_valgrind && sizes[i] > MiB)
+        if (mode != PLAIN && sizes[i] > MiB)
             continue;
         int fd = tcp_connect(s.port);
         echo_check(fd, sizes[i], (unsigned)i, 0);
@@ -732,16 +775,21 @@ START_TEST(check_half_close)
 END_TEST
 
 /* A client that vanishes with a reset while the server still has data for
- * it must cost only its own connection. */
+ * it must cost only its own connection. Rounds: reset at once; reset once
+ * the echo has started; and (three times) half-close, then reset while the
+ * server is still sending - its next send() fails with EPIPE, which kills
+ * a server that lets SIGPIPE through. After each, a new client is served. */
 START_TEST(check_reset)
 {
     struct server s = start_server(STAGE->dir, STAGE->tcp_server, ARGS("-q"));
-    for (int round = 0; round < 2; round++) {
+    static char junk[100 * KiB];
+    memset(junk, 'r', sizeof junk);
+    for (int round = 0; round < 5; round++) {
         int fd = tcp_connect(s.port);
-        char junk[32 * KiB];
-        memset(junk, 'r', sizeof junk);
-        send_bytes(fd, junk, sizeof junk);
-        if (round == 1)             /* second time: wait until echo starts */
+        send_bytes(fd, junk, round < 2 ? 32 * KiB : sizeof junk);
+        if (round >= 2)
+            shutdown(fd, SHUT_WR);
+        if (round >= 1)
             ck_assert(wait_for(fd, POLLIN, now_ms() + ms(5000)) == 1);
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -750,8 +798,7 @@ START_TEST(check_reset)
         echo_check(fd, 64 * KiB + 1, 5, 0);
         close(fd);
     }
-    char *err = stop_server(&s);
-    free(err);
+    stop_server_quietly(&s);
 }
 END_TEST
 
@@ -858,28 +905,33 @@ START_TEST(check_udp_echo)
 }
 END_TEST
 
-/* A UDP peer that answers the Nth datagram it gets and ignores the others
- * (0: never answers). Runs udp_client against it; returns the exit code,
- * and how many datagrams arrived in *COUNT. */
-static int udp_client_vs_peer(const struct stage *st, int answer_nth, int *count, char **err)
+/* A UDP peer for udp_client: it answers datagram number ANSWER_FROM and
+ * every one after (0: never answers), with a changed copy if CORRUPT. Runs
+ * `udp_client -r 2 ping` against it; returns the exit code, and how many
+ * datagrams arrived in *COUNT. */
+static int udp_client_vs_peer(const struct stage *st, int answer_from, int corrupt,
+                              int *count, char **err)
 {
     int port, fd = bound_socket(SOCK_DGRAM, &port);
     char portstr[8], buf[64];
     snprintf(portstr, sizeof portstr, "%d", port);
     struct proc p = spawn(st->dir, st->udp_client, NULL, 0,
-                          ARGS("-p", portstr, "-t", under_valgrind ? "2" : "0.3", "-r", "2",
+                          ARGS("-p", portstr, "-t", mode == VALGRIND ? "2" : "0.3", "-r", "2",
                                "ping"));
     *count = 0;
     /* Every datagram arrives within one client timeout of the last. */
-    while (wait_for(fd, POLLIN, now_ms() + ms(3000)) == 1) {
+    while (*count < 3 && wait_for(fd, POLLIN, now_ms() + ms(3000)) == 1) {
         struct sockaddr_storage from;
         socklen_t len = sizeof from;
         ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &len);
-        if (n < 0)
+        if (n <= 0)
             break;
-        if (++*count == answer_nth)
-            sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&from, len);
-        if (*count >= 3 || *count == answer_nth)
+        if (++*count < answer_from || answer_from == 0)
+            continue;
+        if (corrupt)
+            buf[0] ^= 0x20;
+        sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&from, len);
+        if (!corrupt)
             break;
     }
     int code = finish(&p, ms(5000));
@@ -887,6 +939,32 @@ static int udp_client_vs_peer(const struct stage *st, int answer_nth, int *count
     release(&p);
     close(fd);
     return code;
+}
+
+/* A TCP peer for tcp_client -n 1000: it reads the 1000 bytes, then sends
+ * them back with byte 500 changed (BAD == 0) or only 400 of them and
+ * hangs up (BAD == 1). The client must notice, say so and exit 1. */
+static void tcp_client_vs_bad_peer(const struct stage *st, int bad)
+{
+    int port, lfd = bound_socket(SOCK_STREAM, &port), eof;
+    char portstr[8], buf[1000];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    struct proc p = spawn(st->dir, st->tcp_client, NULL, 0, ARGS("-p", portstr, "-n", "1000"));
+    ck_assert_msg(wait_for(lfd, POLLIN, now_ms() + ms(5000)) == 1, "client never connected");
+    int fd = accept(lfd, NULL, NULL);
+    ck_assert_int_eq(recv_until(fd, buf, sizeof buf, now_ms() + ms(5000), &eof), sizeof buf);
+    buf[500] ^= 0x01;
+    send_bytes(fd, buf, bad == 0 ? sizeof buf : 400);
+    close(fd);
+    int code = finish(&p, ms(5000));
+    char *err = slurp(p.err);
+    release(&p);
+    close(lfd);
+    ck_assert_msg(code == 1, "tcp_client exit %d against a bad echo; stderr: %s", code, err);
+    assert_contains(err, bad == 0 ? "byte 500 differs: sent 0xf9, got 0xf8"
+                                  : "server closed the connection after 400 of 1000 bytes",
+                    "tcp_client");
+    free(err);
 }
 
 START_TEST(check_clients)
@@ -900,6 +978,10 @@ START_TEST(check_clients)
     ck_assert_int_eq(run(st->dir, st->tcp_client, NULL, NULL, &err, ARGS("-p", portstr)), 1);
     ck_assert_str_eq(err, want);
     free(err);
+    if (st->props & P_TCP_ECHO) {
+        tcp_client_vs_bad_peer(st, 0);
+        tcp_client_vs_bad_peer(st, 1);
+    }
     if (st->udp_client == NULL)
         return;
 
@@ -911,13 +993,19 @@ START_TEST(check_clients)
     free(err);
 
     int count;
-    ck_assert_int_eq(udp_client_vs_peer(st, 0, &count, &err), 1);
+    ck_assert_int_eq(udp_client_vs_peer(st, 0, 0, &count, &err), 1);
     ck_assert_msg(count == 3, "client sent %d datagrams, want 1 + 2 retries", count);
     assert_contains(err, "after 3 tries: lost", "lost reply");
     free(err);
 
-    ck_assert_int_eq(udp_client_vs_peer(st, 2, &count, &err), 0);
+    ck_assert_int_eq(udp_client_vs_peer(st, 2, 0, &count, &err), 0);
     assert_contains(err, "sending again (retry 1 of 2)", "retry");
+    free(err);
+
+    /* Replies that are not what we sent do not count as replies. */
+    ck_assert_int_eq(udp_client_vs_peer(st, 1, 1, &count, &err), 1);
+    assert_contains(err, "ignoring a 4-byte reply that does not match", "wrong reply");
+    assert_contains(err, "after 3 tries: lost", "wrong reply");
     free(err);
 }
 END_TEST
@@ -940,9 +1028,14 @@ START_TEST(check_load)
 {
     struct server s = start_server(STAGE->dir, STAGE->tcp_server, ARGS("-q"));
     char *out;
+    /* Under the short-I/O shim, every split send can wait out Nagle and a
+     * delayed ACK (~40 ms): fewer messages keep the check quick. */
+    int per_conn = mode == SHORT_IO ? 20 : 200;
+    char nstr[8];
+    snprintf(nstr, sizeof nstr, "%d", per_conn);
     ck_assert_int_eq(run("tests", "loadgen", NULL, &out, NULL,
-                         ARGS("-p", s.portstr, "-c", "4", "-n", "200", "-s", "1000")), 0);
-    ck_assert_int_eq(result_field(out, "msgs"), 800);
+                         ARGS("-p", s.portstr, "-c", "4", "-n", nstr, "-s", "1000", "-d", "30")), 0);
+    ck_assert_int_eq(result_field(out, "msgs"), 4 * per_conn);
     ck_assert_int_eq(result_field(out, "errors"), 0);
     free(out);
     ck_assert_int_eq(run("tests", "loadgen", NULL, &out, NULL,
@@ -997,13 +1090,16 @@ END_TEST
 
 /* ------------------------------------------------------ the check table */
 
+#define IN_SHORT_IO (1 << SHORT_IO)
+#define IN_VALGRIND (1 << VALGRIND)
+
 struct check {
     const char *name;       /* column of the report card */
     unsigned needs;         /* the stage must have all of these... */
     unsigned claims;        /* ...and this, or else the limitation runs */
     const TTest *test;
     const TTest *limitation;/* NULL: the check does not apply */
-    int valgrind;           /* also run in the valgrind pass */
+    unsigned passes;        /* also run in these passes */
 };
 
 static const struct check *checks(int *n)
@@ -1011,32 +1107,35 @@ static const struct check *checks(int *n)
     static struct check table[] = {
         {"args", 0, 0, NULL, NULL, 0},
         {"inuse", 0, 0, NULL, NULL, 0},
-        {"signal", 0, 0, NULL, NULL, 1},
-        {"greet", 0, P_GREETING, NULL, NULL, 1},
-        {"resolve", 0, P_RESOLVE, NULL, NULL, 1},
-        {"http", 0, P_HTTP_GET, NULL, NULL, 1},
-        {"echo", 0, P_TCP_ECHO, NULL, NULL, 1},
-        {"halfcl", 0, P_TCP_ECHO, NULL, NULL, 1},
-        {"reset", 0, P_TCP_ECHO, NULL, NULL, 1},
+        {"signal", 0, 0, NULL, NULL, IN_VALGRIND},
+        {"restart", 0, 0, NULL, NULL, 0},
+        {"greet", 0, P_GREETING, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
+        {"resolve", 0, P_RESOLVE, NULL, NULL, IN_VALGRIND},
+        {"http", 0, P_HTTP_GET, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
+        {"echo", 0, P_TCP_ECHO, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
+        {"halfcl", 0, P_TCP_ECHO, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
+        {"reset", 0, P_TCP_ECHO, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
         {"idle", 0, P_IDLE_TIMEOUT, NULL, NULL, 0},
-        {"udp", 0, P_UDP_ECHO, NULL, NULL, 1},
-        {"client", 0, 0, NULL, NULL, 1},
+        {"udp", 0, P_UDP_ECHO, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
+        {"client", 0, 0, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
         {"concur", P_TCP_ECHO, P_CONCURRENT, NULL, NULL, 0},
-        {"load", 0, P_TCP_ECHO, NULL, NULL, 1},
+        {"load", 0, P_TCP_ECHO, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
     };
     /* TTest pointers are not constant expressions: fill them in here. */
-    const TTest *tests[] = {check_bad_args, check_port_in_use, check_signals, check_greeting,
-                            check_resolve, check_http_get, check_tcp_echo, check_half_close,
-                            check_reset, check_idle_timeout, check_udp_echo, check_clients,
-                            check_concurrent, check_load};
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+    const TTest *tests[] = {check_bad_args, check_port_in_use, check_signals, check_restart,
+                            check_greeting, check_resolve, check_http_get, check_tcp_echo,
+                            check_half_close, check_reset, check_idle_timeout, check_udp_echo,
+                            check_clients, check_concurrent, check_load};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         table[i].test = tests[i];
-    table[12].limitation = limit_concurrent;
+        if (tests[i] == check_concurrent)
+            table[i].limitation = limit_concurrent;
+    }
     *n = (int)(sizeof table / sizeof table[0]);
     return table;
 }
 
-#define MAX_CHECKS 16
+#define MAX_CHECKS 24
 
 enum verdict { NOT_RUN, NOT_APPLICABLE, PASSED, FAILED, LIMIT_OK, LIMIT_FAILED };
 
@@ -1054,12 +1153,21 @@ static const TTest *test_for(const struct check *c, const struct stage *st, int 
 
 /* ---------------------------------------------------------- the runner */
 
-static char tcase_names[2][NSTAGES][MAX_CHECKS][48];
+/* The report card: a column per check, then one per extra pass, which
+ * passes only if every check run in that pass passed. */
+struct card {
+    int nchecks;
+    const struct check *tbl;
+    enum verdict v[NSTAGES][MAX_CHECKS + NPASSES];
+    char names[NPASSES][NSTAGES][MAX_CHECKS][48];   /* test case names */
+    int passed, failed;
+};
+
+static const char *const pass_names[NPASSES] = {"", "short", "valgrind"};
 
 /* Run one suite in its own runner (so Check prints a summary for it) and
  * file each result in the report card. */
-static void run_suite(Suite *s, enum verdict card[NSTAGES][MAX_CHECKS],
-                      const struct check *tbl, int nchecks, int *passed, int *failed)
+static void run_suite(Suite *s, struct card *card)
 {
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
@@ -1068,19 +1176,20 @@ static void run_suite(Suite *s, enum verdict card[NSTAGES][MAX_CHECKS],
     for (int r = 0; r < n; r++) {
         const char *name = tr_tcname(res[r]);
         int ok = tr_rtype(res[r]) == CK_PASS;
-        *(ok ? passed : failed) += 1;
-        for (int si = 0; si < NSTAGES; si++) {
-            for (int ci = 0; ci < nchecks; ci++) {
-                int is_limit;
-                int in_valgrind = strcmp(name, tcase_names[1][si][ci]) == 0;
-                if (!in_valgrind && strcmp(name, tcase_names[0][si][ci]) != 0)
-                    continue;
-                enum verdict *v = &card[si][in_valgrind ? nchecks : ci];
-                test_for(&tbl[ci], &stages[si], &is_limit);
-                if (in_valgrind)
-                    *v = (*v == FAILED || !ok) ? FAILED : PASSED;
-                else
-                    *v = is_limit ? (ok ? LIMIT_OK : LIMIT_FAILED) : (ok ? PASSED : FAILED);
+        *(ok ? &card->passed : &card->failed) += 1;
+        for (int pass = 0; pass < NPASSES; pass++) {
+            for (int si = 0; si < NSTAGES; si++) {
+                for (int ci = 0; ci < card->nchecks; ci++) {
+                    if (strcmp(name, card->names[pass][si][ci]) != 0)
+                        continue;
+                    int is_limit;
+                    test_for(&card->tbl[ci], &stages[si], &is_limit);
+                    enum verdict *v = &card->v[si][pass == PLAIN ? ci : card->nchecks + pass - 1];
+                    if (pass != PLAIN)
+                        *v = (*v == FAILED || !ok) ? FAILED : PASSED;
+                    else
+                        *v = is_limit ? (ok ? LIMIT_OK : LIMIT_FAILED) : (ok ? PASSED : FAILED);
+                }
             }
         }
     }
@@ -1088,22 +1197,40 @@ static void run_suite(Suite *s, enum verdict card[NSTAGES][MAX_CHECKS],
     srunner_free(sr);
 }
 
-static void print_report_card(enum verdict card[NSTAGES][MAX_CHECKS],
-                              const struct check *tbl, int nchecks)
+static void print_report_card(const struct card *card)
 {
-    static const char *const word[] = {"", "-", "pass", "FAIL", "limit", "FAIL"};
+    static const char *const word[] = {".", "-", "pass", "FAIL", "limit", "FAIL"};
+    int ncols = card->nchecks + NPASSES - 1;
     printf("\nreport card   ");
-    for (int ci = 0; ci < nchecks; ci++)
-        printf(" %-7s", tbl[ci].name);
-    printf(" %-7s\n", "valgrind");
+    for (int ci = 0; ci < ncols; ci++)
+        printf(" %-7s", ci < card->nchecks ? card->tbl[ci].name
+                                           : pass_names[ci - card->nchecks + 1]);
+    printf("\n");
     for (int si = 0; si < NSTAGES; si++) {
         printf("%-13s ", stages[si].dir);
-        for (int ci = 0; ci <= nchecks; ci++)
-            printf(" %-7s", card[si][ci] == NOT_RUN ? "." : word[card[si][ci]]);
+        for (int ci = 0; ci < ncols; ci++)
+            printf(" %-7s", word[card->v[si][ci]]);
         printf("\n");
     }
     printf("pass: claimed and shown; limit: a documented limitation shown to hold;\n"
-           "-: does not apply; .: not run (filtered, or valgrind missing)\n\n");
+           "-: does not apply; .: not run (filtered out, or valgrind missing);\n"
+           "short: the marked checks again with short reads/writes and EINTR injected;\n"
+           "valgrind: the marked checks again under memcheck\n\n");
+}
+
+/* Add the test case for check CI of stage SI in PASS to suite S. */
+static void add_case(Suite *s, struct card *card, enum pass pass, int si, int ci)
+{
+    int is_limit;
+    const TTest *t = test_for(&card->tbl[ci], &stages[si], &is_limit);
+    char *name = card->names[pass][si][ci];
+    snprintf(name, sizeof card->names[0][0][0], "%s:%s%s%s%s", stages[si].dir,
+             card->tbl[ci].name, is_limit ? " (limitation)" : "", pass ? " in " : "",
+             pass_names[pass]);
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, pass == VALGRIND ? 300 : 60);
+    tcase_add_loop_test(tc, t, si, si + 1);
+    suite_add_tcase(s, tc);
 }
 
 static void usage(void)
@@ -1125,9 +1252,9 @@ int main(int argc, char **argv)
 {
     const char *only_stage = NULL, *only_check = NULL;
     int opt, skip_valgrind = 0;
-    int nchecks;
-    const struct check *tbl = checks(&nchecks);
+    static struct card card;
 
+    card.tbl = checks(&card.nchecks);
     while ((opt = getopt(argc, argv, "r:s:c:V")) != -1) {
         switch (opt) {
         case 'r': root = optarg; break;
@@ -1138,55 +1265,51 @@ int main(int argc, char **argv)
         }
     }
     signal(SIGPIPE, SIG_IGN);
-
-    static enum verdict card[NSTAGES][MAX_CHECKS];
-    int passed = 0, failed = 0, valgrind_pass = !skip_valgrind && have_valgrind();
-    if (!skip_valgrind && !valgrind_pass)
+    snprintf(shim, sizeof shim, "%s/tests/shortio.so", root);
+    if (realpath(shim, shim_path) == NULL) {
+        fprintf(stderr, "harness: %s: %s (run make)\n", shim, strerror(errno));
+        return 1;
+    }
+    if (!skip_valgrind && !have_valgrind()) {
         printf("NOTICE: valgrind not found: the valgrind pass is skipped\n");
+        skip_valgrind = 1;
+    }
 
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1 && !valgrind_pass)
+    for (mode = PLAIN; mode < NPASSES; mode++) {
+        if (mode == VALGRIND && skip_valgrind)
             break;
-        under_valgrind = pass;
-        Suite *all = NULL;
+        Suite *extra = mode == PLAIN ? NULL : suite_create(pass_names[mode]);
         for (int si = 0; si < NSTAGES; si++) {
             if (only_stage != NULL && strcmp(only_stage, stages[si].dir) != 0)
                 continue;
-            Suite *s = pass ? all : suite_create(stages[si].dir);
-            if (s == NULL)
-                s = all = suite_create("valgrind");
-            for (int ci = 0; ci < nchecks; ci++) {
+            Suite *s = extra != NULL ? extra : suite_create(stages[si].dir);
+            for (int ci = 0; ci < card.nchecks; ci++) {
                 int is_limit;
-                const TTest *t = test_for(&tbl[ci], &stages[si], &is_limit);
-                if (!pass && t == NULL)
-                    card[si][ci] = NOT_APPLICABLE;
-                if (t == NULL || (pass && !tbl[ci].valgrind) ||
-                    (only_check != NULL && strcmp(only_check, tbl[ci].name) != 0))
+                const TTest *t = test_for(&card.tbl[ci], &stages[si], &is_limit);
+                if (mode == PLAIN && t == NULL)
+                    card.v[si][ci] = NOT_APPLICABLE;
+                if (t == NULL || (mode != PLAIN && !(card.tbl[ci].passes & (1u << mode))) ||
+                    (only_check != NULL && strcmp(only_check, card.tbl[ci].name) != 0))
                     continue;
-                char *name = tcase_names[pass][si][ci];
-                snprintf(name, sizeof tcase_names[0][0][0], "%s:%s%s", stages[si].dir,
-                         tbl[ci].name, is_limit ? " (limitation)" : "");
-                TCase *tc = tcase_create(name);
-                tcase_set_timeout(tc, pass ? 300 : 60);
-                tcase_add_loop_test(tc, t, si, si + 1);
-                suite_add_tcase(s, tc);
+                add_case(s, &card, mode, si, ci);
             }
-            if (!pass)
-                run_suite(s, card, tbl, nchecks, &passed, &failed);
+            if (extra == NULL)
+                run_suite(s, &card);
         }
-        if (!pass && only_stage == NULL && (only_check == NULL || !strcmp(only_check, "tools"))) {
+        if (mode == PLAIN && only_stage == NULL &&
+            (only_check == NULL || strcmp(only_check, "tools") == 0)) {
             /* The test tools get tested too: a load generator that missed
              * a wrong byte would make every benchmark meaningless. */
             Suite *s = suite_create("tools");
             TCase *tc = tcase_create("tools:loadgen");
             tcase_add_test(tc, check_loadgen_catches);
             suite_add_tcase(s, tc);
-            run_suite(s, card, tbl, nchecks, &passed, &failed);
+            run_suite(s, &card);
         }
-        if (pass && all != NULL)
-            run_suite(all, card, tbl, nchecks, &passed, &failed);
+        if (extra != NULL)
+            run_suite(extra, &card);
     }
-    print_report_card(card, tbl, nchecks);
-    printf("harness: %d passed, %d failed\n", passed, failed);
-    return failed == 0 && passed > 0 ? 0 : 1;
+    print_report_card(&card);
+    printf("harness: %d passed, %d failed\n", card.passed, card.failed);
+    return card.failed == 0 && card.passed > 0 ? 0 : 1;
 }
