@@ -445,6 +445,18 @@ static void assert_prefix(const char *text, const char *prefix)
                   prefix, text);
 }
 
+/* Run a program to the end; it must exit 0 and print exactly WANT. */
+static void assert_run_prints(const char *dir, const char *prog, const char *in,
+                              const char *want, const char *const *args)
+{
+    char *out, *err;
+    int code = run(dir, prog, in, &out, &err, args);
+    ck_assert_msg(code == 0, "%s exited %d; stderr: %s", prog, code, err);
+    ck_assert_msg(strcmp(out, want) == 0, "%s printed '%s', want '%s'", prog, out, want);
+    free(out);
+    free(err);
+}
+
 /* -------------------------------------------------------------- checks */
 
 #define STAGE (&stages[_i])
@@ -669,52 +681,55 @@ static int http_exchange(const char *dir, const char *path, const char *const *r
     return code;
 }
 
+/* What the responder sends, and what http_get must make of it. */
+struct http_case {
+    const char *what, *path;
+    const char *resp[4];    /* pieces of the response, NULL-terminated */
+    int close_after;        /* close after the response, or keep it open */
+    int want_code;
+    const char *want_out;   /* exact stdout, if not NULL */
+    const char *want_err;   /* part of stderr, if not NULL */
+};
+
+static const struct http_case http_cases[] = {
+    {"Content-Length, connection left open", "/a/b?c=d",
+     {"HTTP/1.1 200 OK\r\nContent-Length: 26\r\nContent-Type: text/plain\r\n\r\n",
+      "abcdefghijklmnopqrstuvwxyz"}, 0, 0,
+     "HTTP/1.1 200 OK\nContent-Length: 26\nContent-Type: text/plain\n\n"
+     "abcdefghijklmnopqrstuvwxyz", NULL},
+    {"no Content-Length: the body ends when the server closes", "/",
+     {"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", "until ", "the end"}, 1, 0,
+     "HTTP/1.1 200 OK\nConnection: close\n\nuntil the end", NULL},
+    {"chunked, connection left open", "/",
+     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"}, 0, 0,
+     "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\nhello, world", NULL},
+    {"a 404 is a complete answer: printed, exit 0 (like curl without -f)", "/missing",
+     {"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"}, 0, 0,
+     "HTTP/1.1 404 Not Found\nContent-Length: 9\n\nnot found", NULL},
+    {"the server closes before the promised body arrived", "/",
+     {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", "only ten.."}, 1, 1,
+     NULL, "closed after 10 of 100 body bytes"},
+    {"not HTTP at all", "/", {"SSH-2.0-OpenSSH\r\n"}, 1, 1, NULL, "not an HTTP response"},
+};
+
 START_TEST(check_http_get)
 {
     const char *dir = STAGE->dir;
     char *out, *err;
 
-    /* Content-Length, everything in 7-byte pieces, connection left open. */
-    ck_assert_int_eq(http_exchange(dir, "/a/b?c=d", ARGS("HTTP/1.1 200 OK\r\nContent-Length: 26\r\n"
-                                                         "Content-Type: text/plain\r\n\r\n",
-                                                         "abcdefghijklmnopqrstuvwxyz"),
-                                   0, &out, &err), 0);
-    ck_assert_str_eq(out, "HTTP/1.1 200 OK\nContent-Length: 26\nContent-Type: text/plain\n\n"
-                          "abcdefghijklmnopqrstuvwxyz");
-    free(out);
-    free(err);
-
-    /* No Content-Length: the body ends when the server closes. */
-    ck_assert_int_eq(http_exchange(dir, "/", ARGS("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
-                                                  "until ", "the end"),
-                                   1, &out, &err), 0);
-    ck_assert_str_eq(out, "HTTP/1.1 200 OK\nConnection: close\n\nuntil the end");
-    free(out);
-    free(err);
-
-    /* Chunked, connection left open. */
-    ck_assert_int_eq(http_exchange(dir, "/", ARGS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                                                  "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"),
-                                   0, &out, &err), 0);
-    ck_assert_str_eq(out, "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\nhello, world");
-    free(out);
-    free(err);
-
-    /* A 404 is a complete answer: printed, exit 0 (like curl without -f). */
-    ck_assert_int_eq(http_exchange(dir, "/missing", ARGS("HTTP/1.1 404 Not Found\r\n"
-                                                         "Content-Length: 9\r\n\r\nnot found"),
-                                   0, &out, &err), 0);
-    ck_assert_str_eq(out, "HTTP/1.1 404 Not Found\nContent-Length: 9\n\nnot found");
-    free(out);
-    free(err);
-
-    /* The server closes before the promised body arrived: an error. */
-    ck_assert_int_eq(http_exchange(dir, "/", ARGS("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
-                                                  "only ten.."),
-                                   1, &out, &err), 1);
-    assert_contains(err, "closed after 10 of 100 body bytes", "truncated body");
-    free(out);
-    free(err);
+    for (size_t i = 0; i < sizeof http_cases / sizeof http_cases[0]; i++) {
+        const struct http_case *c = &http_cases[i];
+        int code = http_exchange(dir, c->path, c->resp, c->close_after, &out, &err);
+        ck_assert_msg(code == c->want_code, "%s: exit %d, want %d; stderr: %s", c->what, code,
+                      c->want_code, err);
+        if (c->want_out != NULL)
+            ck_assert_msg(strcmp(out, c->want_out) == 0, "%s: printed\n%s", c->what, out);
+        if (c->want_err != NULL)
+            assert_contains(err, c->want_err, c->what);
+        free(out);
+        free(err);
+    }
 
     static const char *const bad_urls[] = {"https://127.0.0.1/", "ftp://x/", "http://",
                                            "http://host:99999/", "http://host:80x/", "nothing"};
@@ -748,15 +763,11 @@ START_TEST(check_tcp_echo)
         close(fd);
     }
     /* The course's own client: checked data, then interactive lines. */
-    char *out;
-    ck_assert_int_eq(run(st->dir, st->tcp_client, NULL, &out, NULL,
-                         ARGS("-p", s.portstr, "-n", "300001")), 0);
-    ck_assert_str_eq(out, "tcp_client: 300001 bytes echoed, all correct\n");
-    free(out);
-    ck_assert_int_eq(run(st->dir, st->tcp_client, "first line\n\nthird, no newline", &out,
-                         NULL, ARGS("-p", s.portstr)), 0);
-    ck_assert_str_eq(out, "first line\n\nthird, no newline");
-    free(out);
+    assert_run_prints(st->dir, st->tcp_client, NULL,
+                      "tcp_client: 300001 bytes echoed, all correct\n",
+                      ARGS("-p", s.portstr, "-n", "300001"));
+    assert_run_prints(st->dir, st->tcp_client, "first line\n\nthird, no newline",
+                      "first line\n\nthird, no newline", ARGS("-p", s.portstr));
     stop_server_quietly(&s);
 }
 END_TEST
@@ -878,15 +889,13 @@ START_TEST(check_udp_echo)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         udp_echo_check(fd, sizes[i], (unsigned)i);
     close(fd);
-    char *out;
-    ck_assert_int_eq(run(st->dir, st->udp_client, NULL, &out, NULL,
-                         ARGS("-p", s.portstr, "-n", "65507")), 0);
-    ck_assert_str_eq(out, "udp_client: 65507-byte datagram echoed, all correct\n");
-    free(out);
-    ck_assert_int_eq(run(st->dir, st->udp_client, "one\ntwo\n", &out, NULL,
-                         ARGS("-p", s.portstr)), 0);
-    ck_assert_str_eq(out, "one\ntwo\n");
-    free(out);
+    assert_run_prints(st->dir, st->udp_client, NULL,
+                      "udp_client: 65507-byte datagram echoed, all correct\n",
+                      ARGS("-p", s.portstr, "-n", "65507"));
+    assert_run_prints(st->dir, st->udp_client, "one\ntwo\n", "one\ntwo\n",
+                      ARGS("-p", s.portstr));
+    assert_run_prints(st->dir, st->udp_client, NULL, "\nnot empty\n",
+                      ARGS("-p", s.portstr, "", "not empty"));
     stop_server_quietly(&s);
 
     /* A datagram bigger than the server's buffer is dropped, never echoed
@@ -1278,11 +1287,11 @@ int main(int argc, char **argv)
     for (mode = PLAIN; mode < NPASSES; mode++) {
         if (mode == VALGRIND && skip_valgrind)
             break;
-        Suite *extra = mode == PLAIN ? NULL : suite_create(pass_names[mode]);
+        Suite *extra = NULL;    /* the one suite of an extra pass */
         for (int si = 0; si < NSTAGES; si++) {
             if (only_stage != NULL && strcmp(only_stage, stages[si].dir) != 0)
                 continue;
-            Suite *s = extra != NULL ? extra : suite_create(stages[si].dir);
+            Suite *s = NULL;
             for (int ci = 0; ci < card.nchecks; ci++) {
                 int is_limit;
                 const TTest *t = test_for(&card.tbl[ci], &stages[si], &is_limit);
@@ -1291,9 +1300,13 @@ int main(int argc, char **argv)
                 if (t == NULL || (mode != PLAIN && !(card.tbl[ci].passes & (1u << mode))) ||
                     (only_check != NULL && strcmp(only_check, card.tbl[ci].name) != 0))
                     continue;
+                if (mode != PLAIN && extra == NULL)
+                    extra = suite_create(pass_names[mode]);
+                if (s == NULL)
+                    s = mode != PLAIN ? extra : suite_create(stages[si].dir);
                 add_case(s, &card, mode, si, ci);
             }
-            if (extra == NULL)
+            if (mode == PLAIN && s != NULL)
                 run_suite(s, &card);
         }
         if (mode == PLAIN && only_stage == NULL &&

@@ -36,14 +36,21 @@ static int is_stream(int fd)
     return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
 }
 
-/* How many of LEN bytes this call may move: 1..97, or -1 for "EINTR". */
-static ssize_t limit(size_t len)
+/* Shrink *LEN to 1..97 bytes for a stream socket; or return -1, meaning
+ * "fail this call with EINTR" (about one call in 17). */
+static int shorten(int fd, size_t *len)
 {
+    if (*len == 0 || !is_stream(fd))
+        return 0;
     unsigned r = next_random();
-    if (r % 17 == 0)
+    if (r % 17 == 0) {
+        errno = EINTR;
         return -1;
+    }
     size_t cap = 1 + (r >> 8) % 97;
-    return (ssize_t)(len < cap ? len : cap);
+    if (*len > cap)
+        *len = cap;
+    return 0;
 }
 
 ssize_t send(int fd, const void *buf, size_t len, int flags)
@@ -51,15 +58,7 @@ ssize_t send(int fd, const void *buf, size_t len, int flags)
     static send_fn real;
     if (real == NULL)
         *(void **)&real = dlsym(RTLD_NEXT, "send");
-    if (len > 0 && is_stream(fd)) {
-        ssize_t n = limit(len);
-        if (n < 0) {
-            errno = EINTR;
-            return -1;
-        }
-        len = (size_t)n;
-    }
-    return real(fd, buf, len, flags);
+    return shorten(fd, &len) < 0 ? -1 : real(fd, buf, len, flags);
 }
 
 ssize_t recv(int fd, void *buf, size_t len, int flags)
@@ -67,13 +66,5 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
     static recv_fn real;
     if (real == NULL)
         *(void **)&real = dlsym(RTLD_NEXT, "recv");
-    if (len > 0 && is_stream(fd)) {
-        ssize_t n = limit(len);
-        if (n < 0) {
-            errno = EINTR;
-            return -1;
-        }
-        len = (size_t)n;
-    }
-    return real(fd, buf, len, flags);
+    return shorten(fd, &len) < 0 ? -1 : real(fd, buf, len, flags);
 }
