@@ -237,9 +237,17 @@ static int read_head(struct reader *r, int *status, long long *content_length,
             return -1;
         }
         printf("%s\n", line);
-        if (strncasecmp(line, "Content-Length:", 15) == 0)
-            *content_length = strtoll(line + 15, NULL, 10);
-        else if (strncasecmp(line, "Transfer-Encoding:", 18) == 0 &&
+        if (strncasecmp(line, "Content-Length:", 15) == 0) {
+            char *end;
+            errno = 0;
+            *content_length = strtoll(line + 15, &end, 10);
+            while (*end == ' ' || *end == '\t')
+                end++;
+            if (errno != 0 || *content_length < 0 || end == line + 15 || *end != '\0') {
+                fprintf(stderr, "%s: bad header '%s'\n", PROG, line);
+                return -1;
+            }
+        } else if (strncasecmp(line, "Transfer-Encoding:", 18) == 0 &&
                  strstr(line + 18, "chunked") != NULL)
             *chunked = 1;
     }

@@ -520,24 +520,52 @@ START_TEST(check_port_in_use)
 }
 END_TEST
 
-/* SIGTERM while a client is connected (the server is busy with it), and
- * SIGINT while idle: both must end the server with exit 0 within 1 s. */
+/* Send to an echo server without ever reading, until the send buffers on
+ * both sides are full: the server is then blocked in send() to us. */
+static void flood_without_reading(int fd)
+{
+    static char buf[64 * KiB];
+    size_t total = 0;
+
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    while (total < 256 * MiB) {
+        ssize_t n = send(fd, buf, sizeof buf, MSG_NOSIGNAL);
+        if (n > 0) {
+            total += (size_t)n;
+            continue;
+        }
+        /* Full: wait a moment in case the server drains some more. No
+         * readiness signal says "it stopped for good"; 200 ms bounds it. */
+        ck_assert_msg(n < 0 && errno == EAGAIN, "send: %s", strerror(errno));
+        if (wait_for(fd, POLLOUT, now_ms() + 200) == 0)
+            return;
+    }
+    ck_abort_msg("the server read 256 MiB without sending any back");
+}
+
+/* SIGTERM while the server is busy with a client - waiting for it to send,
+ * and blocked sending to it - and SIGINT while idle: each must end the
+ * server with exit 0 within 1 s. */
 START_TEST(check_signals)
 {
     const struct stage *st = STAGE;
     const char *progs[2];
     for (int k = server_progs(st, progs) - 1; k >= 0; k--) {
-        struct server s = start_server(st->dir, progs[k], ARGS("-q"));
         int is_tcp = st->tcp_server != NULL && strcmp(progs[k], st->tcp_server) == 0;
-        int fd = is_tcp ? tcp_connect(s.port) : udp_socket(s.port);
-        if (is_tcp && (st->props & P_TCP_ECHO))
-            echo_check(fd, 1, 1, 0);    /* now it is surely serving us */
-        else if (!is_tcp)
-            udp_echo_check(fd, 1, 1);
-        stop_server_quietly(&s);
-        close(fd);
-
-        s = start_server(st->dir, progs[k], ARGS("-q"));
+        int echo = is_tcp && (st->props & P_TCP_ECHO);
+        for (int busy = 0; busy <= echo; busy++) {
+            struct server s = start_server(st->dir, progs[k], ARGS("-q"));
+            int fd = is_tcp ? tcp_connect(s.port) : udp_socket(s.port);
+            if (echo)
+                echo_check(fd, 1, 1, 0);    /* now it is surely serving us */
+            else if (!is_tcp)
+                udp_echo_check(fd, 1, 1);
+            if (busy)
+                flood_without_reading(fd);
+            stop_server_quietly(&s);
+            close(fd);
+        }
+        struct server s = start_server(st->dir, progs[k], ARGS("-q"));
         kill(s.p.pid, SIGINT);
         ck_assert_msg(finish(&s.p, ms(1000)) == 0, "%s: SIGINT did not exit 0", progs[k]);
         release(&s.p);
@@ -711,6 +739,9 @@ static const struct http_case http_cases[] = {
      {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", "only ten.."}, 1, 1,
      NULL, "closed after 10 of 100 body bytes"},
     {"not HTTP at all", "/", {"SSH-2.0-OpenSSH\r\n"}, 1, 1, NULL, "not an HTTP response"},
+    {"a Content-Length that is not a length", "/",
+     {"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabc"}, 1, 1, NULL,
+     "bad header 'Content-Length: -5'"},
 };
 
 START_TEST(check_http_get)
