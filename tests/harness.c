@@ -254,9 +254,18 @@ static struct server start_server(const char *dir, const char *prog,
         len++;
     }
     line[len] = '\0';
+    /* Exactly "listening on ADDR:PORT\n", ADDR as asked for with -a. */
+    const char *addr = "127.0.0.1";
+    for (int i = 0; args[i] != NULL && args[i + 1] != NULL; i++)
+        if (strcmp(args[i], "-a") == 0)
+            addr = args[i + 1];
+    char prefix[80];
+    snprintf(prefix, sizeof prefix, strchr(addr, ':') ? "listening on [%s]:" : "listening on %s:",
+             addr);
     int port = 0;
     char tail = 0;
-    ck_assert_msg(sscanf(line, "listening on 127.0.0.1:%d%c", &port, &tail) == 2 &&
+    ck_assert_msg(strncmp(line, prefix, strlen(prefix)) == 0 &&
+                      sscanf(line + strlen(prefix), "%d%c", &port, &tail) == 2 &&
                       tail == '\n' && port > 0 && port < 65536,
                   "%s/%s: bad readiness line '%s'", dir, prog, line);
     s.port = port;
@@ -286,25 +295,39 @@ static void stop_server_quietly(struct server *s)
 
 /* ------------------------------------------------------------- sockets */
 
+/* A socket of TYPE connected to ADDR (numeric, IPv4 or IPv6) and PORT. */
+static int connect_to(int type, const char *addr, int port)
+{
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    socklen_t len;
+
+    if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        len = sizeof *a4;
+    } else {
+        ck_assert(inet_pton(AF_INET6, addr, &a6->sin6_addr) == 1);
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        len = sizeof *a6;
+    }
+    int fd = socket(ss.ss_family, type, 0);
+    ck_assert(fd >= 0);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&ss, len) == 0, "connect %s port %d: %s",
+                  addr, port, strerror(errno));
+    return fd;
+}
+
 static int tcp_connect(int port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert(fd >= 0);
-    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0,
-                  "connect 127.0.0.1:%d: %s", port, strerror(errno));
-    return fd;
+    return connect_to(SOCK_STREAM, "127.0.0.1", port);
 }
 
 static int udp_socket(int port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    ck_assert(fd >= 0);
-    ck_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    return fd;
+    return connect_to(SOCK_DGRAM, "127.0.0.1", port);
 }
 
 /* A socket bound to a free port on 127.0.0.1 (a listener for TCP). */
@@ -594,6 +617,40 @@ START_TEST(check_restart)
     s = start_server(st->dir, st->tcp_server, ARGS("-q", "-p", s.portstr));
     ck_assert_int_eq(s.port, port);
     stop_server_quietly(&s);
+}
+END_TEST
+
+/* The same servers and clients over IPv6 (::1): nothing in the code may
+ * assume IPv4. A datagram of 65,527 bytes, the IPv6 maximum, comes back. */
+START_TEST(check_ipv6)
+{
+    const struct stage *st = STAGE;
+    if (st->tcp_server != NULL) {
+        struct server s = start_server(st->dir, st->tcp_server, ARGS("-q", "-a", "::1"));
+        int fd = connect_to(SOCK_STREAM, "::1", s.port), eof;
+        if (st->props & P_TCP_ECHO) {
+            echo_check(fd, 64 * KiB + 1, 11, 1);
+            assert_run_prints(st->dir, st->tcp_client, "over IPv6\n", "over IPv6\n",
+                              ARGS("-a", "::1", "-p", s.portstr));
+        } else {
+            char buf[128];
+            size_t n = recv_until(fd, buf, sizeof buf - 1, now_ms() + ms(5000), &eof);
+            buf[n] = '\0';
+            assert_prefix(buf, "hello [::1]:");
+        }
+        close(fd);
+        stop_server_quietly(&s);
+    }
+    if (st->udp_server != NULL) {
+        struct server s = start_server(st->dir, st->udp_server, ARGS("-q", "-a", "::1"));
+        int fd = connect_to(SOCK_DGRAM, "::1", s.port);
+        udp_echo_check(fd, 65527, 12);
+        close(fd);
+        assert_run_prints(st->dir, st->udp_client, NULL,
+                          "udp_client: 65527-byte datagram echoed, all correct\n",
+                          ARGS("-a", "::1", "-p", s.portstr, "-n", "65527"));
+        stop_server_quietly(&s);
+    }
 }
 END_TEST
 
@@ -1149,6 +1206,7 @@ static const struct check *checks(int *n)
         {"inuse", 0, 0, NULL, NULL, 0},
         {"signal", 0, 0, NULL, NULL, IN_VALGRIND},
         {"restart", 0, 0, NULL, NULL, 0},
+        {"ipv6", 0, 0, NULL, NULL, 0},
         {"greet", 0, P_GREETING, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
         {"resolve", 0, P_RESOLVE, NULL, NULL, IN_VALGRIND},
         {"http", 0, P_HTTP_GET, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
@@ -1163,7 +1221,7 @@ static const struct check *checks(int *n)
     };
     /* TTest pointers are not constant expressions: fill them in here. */
     const TTest *tests[] = {check_bad_args, check_port_in_use, check_signals, check_restart,
-                            check_greeting, check_resolve, check_http_get, check_tcp_echo,
+                            check_ipv6, check_greeting, check_resolve, check_http_get, check_tcp_echo,
                             check_half_close, check_reset, check_idle_timeout, check_udp_echo,
                             check_clients, check_concurrent, check_load};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
