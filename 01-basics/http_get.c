@@ -27,7 +27,8 @@
 struct url {
     char host[MAX_HOST];    /* without the [] of an IPv6 literal */
     char port[6];
-    const char *path;       /* points into argv */
+    const char *path;       /* points into argv: "/...", "?...", "#..." or "" */
+    size_t path_len;        /* up to a "#fragment", which is not sent */
     const char *authority;  /* "host[:port]" as written, for Host: */
     size_t authority_len;
 };
@@ -59,6 +60,11 @@ static int parse_url(const char *s, struct url *u)
     }
     if (strncasecmp(s, "http://", 7) != 0)
         return -1;
+    /* Spaces and control characters would let a URL write its own request
+     * lines ("request smuggling"): a real URL has them %-encoded. */
+    for (p = s; *p != '\0'; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return -1;
     p = s + 7;
     u->authority = p;
     if (*p == '[') {                        /* [IPv6 literal] */
@@ -80,18 +86,17 @@ static int parse_url(const char *s, struct url *u)
     p = host_end;
     if (*p == ':')
         port_start = ++p;
+    else if (*p != '\0' && *p != '/' && *p != '?' && *p != '#')
+        return -1;                          /* e.g. "[::1]junk" */
     p += strcspn(p, "/?#");
-    if (*p != '\0' && *p != '/')
-        return -1;
     u->authority_len = (size_t)(p - u->authority);
-    u->path = *p == '/' ? p : "/";
-    if (strpbrk(u->path, " \r\n") != NULL)   /* no request smuggling */
-        return -1;
+    u->path = p;
+    u->path_len = strcspn(p, "#");
 
     if (port_start == NULL) {
         strcpy(u->port, "80");
     } else {
-        size_t n = (size_t)(p - port_start);
+        size_t n = (size_t)(u->authority + u->authority_len - port_start);
         if (n == 0 || n >= sizeof u->port)
             return -1;
         memcpy(u->port, port_start, n);
@@ -193,9 +198,12 @@ static int copy_chunked_body(struct reader *r)
         char *end;
         if (read_line(r, line) < 0)
             return -1;
+        /* Hex digits only: strtoll() alone would also take "-5" or "0x5". */
+        size_t digits = strspn(line, "0123456789abcdefABCDEF");
         errno = 0;
         long long size = strtoll(line, &end, 16);
-        if (end == line || errno != 0 || size < 0 || (*end != '\0' && *end != ';')) {
+        if (digits == 0 || end != line + digits || errno != 0 ||
+            (*end != '\0' && *end != ';')) {
             fprintf(stderr, "%s: bad chunk size line '%s'\n", PROG, line);
             return -1;
         }
@@ -265,13 +273,14 @@ int main(int argc, char **argv)
     if (argc != 2 || parse_url(argv[1], &u) < 0)
         usage();
     int len = snprintf(request, sizeof request,
-                       "GET %s HTTP/1.1\r\n"
+                       "GET %s%.*s HTTP/1.1\r\n"
                        "Host: %.*s\r\n"
                        "User-Agent: sockets-step-by-step http_get\r\n"
                        "Accept: */*\r\n"
                        "Connection: close\r\n"
                        "\r\n",
-                       u.path, (int)u.authority_len, u.authority);
+                       u.path[0] == '/' ? "" : "/", (int)u.path_len, u.path,
+                       (int)u.authority_len, u.authority);
     if (len < 0 || (size_t)len >= sizeof request) {
         fprintf(stderr, "%s: URL too long\n", PROG);
         return 2;
@@ -295,10 +304,14 @@ int main(int argc, char **argv)
     r->start = r->end = 0;
     int status = 0, chunked = 0, rc;
     long long content_length = -1;
-    rc = read_head(r, &status, &content_length, &chunked);
+    /* A 1xx response ("100 Continue", "103 Early Hints") is an interim
+     * head without a body: the real response follows it. */
+    do
+        rc = read_head(r, &status, &content_length, &chunked);
+    while (rc == 0 && status >= 100 && status < 200 && status != 101);
     if (rc == 0) {
-        /* 1xx, 204 and 304 responses never have a body. */
-        if ((status >= 100 && status < 200) || status == 204 || status == 304)
+        /* 101, 204 and 304 responses never have a body. */
+        if (status == 101 || status == 204 || status == 304)
             rc = 0;
         else if (chunked)
             rc = copy_chunked_body(r);
@@ -307,7 +320,9 @@ int main(int argc, char **argv)
     }
     free(r);
     close(fd);
-    if (fflush(stdout) != 0)
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: write to stdout failed\n", PROG);
         rc = -1;
+    }
     return rc == 0 ? 0 : 1;
 }

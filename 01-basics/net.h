@@ -38,6 +38,11 @@ int open_server_socket(const char *prog, const char *addr, const char *port,
 /* Print "listening on ADDR:PORT" with the port the kernel really gave us. */
 void announce_listening(int fd);
 
+/* accept() the next client, skipping errors that belong to one would-be
+ * client. Returns the new socket, or -1 when the server is stopping or
+ * accept() failed for good (errno says why). */
+int accept_client(const char *prog, int listen_fd, struct sockaddr_storage *peer);
+
 /* Connect a socket of TYPE to HOST:PORT, trying every address the name
  * resolves to. Returns the socket, or -1 after printing why. */
 int connect_to(const char *prog, const char *host, const char *port, int type);

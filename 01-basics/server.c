@@ -66,18 +66,14 @@ int main(int argc, char **argv)
     unsigned long served = 0;
     while (!stop_requested()) {
         struct sockaddr_storage ss;
-        socklen_t len = sizeof ss;
         char peer[ADDR_STRLEN];
 
         /* accept() blocks until a client has connected, then hands us a
          * new socket for that one client; listen_fd keeps listening. */
-        int fd = accept(listen_fd, (struct sockaddr *)&ss, &len);
+        int fd = accept_client(PROG, listen_fd, &ss);
         if (fd < 0) {
             if (stop_requested())
                 break;
-            /* A client that gave up while still queued: not our problem. */
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
             fprintf(stderr, "%s: accept: %s\n", PROG, strerror(errno));
             close(listen_fd);
             return 1;

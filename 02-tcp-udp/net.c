@@ -1,6 +1,6 @@
 /*
  * net.c - address handling, socket set-up and clean shutdown, shared by the
- * programs of this chapter. Read server.c first; come here when it calls in.
+ * programs of this chapter. Read tcp_server.c first; come here when it calls in.
  */
 #include "net.h"
 
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 void die_sys(const char *prog, const char *call, const char *what)
@@ -129,6 +130,38 @@ void announce_listening(int fd)
     /* stdout is a pipe when a test or script starts us: flush, or the line
      * sits in our buffer and the reader waits forever. */
     fflush(stdout);
+}
+
+/* Errors accept() returns for one connection that failed before we took
+ * it (the client gave up while queued, or the network between us broke):
+ * accept(2) says to treat them like "try again". */
+static int is_per_connection_error(int err)
+{
+    switch (err) {
+    case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT:
+    case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int accept_client(const char *prog, int listen_fd, struct sockaddr_storage *peer)
+{
+    for (;;) {
+        socklen_t len = sizeof *peer;
+        int fd = accept(listen_fd, (struct sockaddr *)peer, &len);
+        if (fd >= 0 || stop_requested())
+            return fd;
+        if (is_per_connection_error(errno))
+            continue;
+        if (errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM)
+            return -1;
+        /* Out of file descriptors or memory: the next accept() would fail
+         * the same way at once, so pause instead of spinning, and retry. */
+        fprintf(stderr, "%s: accept: %s (retrying)\n", prog, strerror(errno));
+        nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+    }
 }
 
 int connect_to(const char *prog, const char *host, const char *port, int type)

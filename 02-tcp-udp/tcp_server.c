@@ -17,6 +17,8 @@
 #include "net.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,16 @@ static void set_idle_timeout(int fd, const struct timeval *idle)
 {
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, idle, sizeof *idle);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, idle, sizeof *idle);
+}
+
+/* Send each echo at once. With Nagle's algorithm on, TCP holds back a
+ * piece smaller than a full segment until the previous one is
+ * acknowledged, and the client may delay that ACK by up to 40 ms: a
+ * 64 KiB echo sent back as four 16 KiB pieces would stall on every one. */
+static void disable_nagle(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 /* Say why the conversation ended, in the words a reader would use. */
@@ -117,18 +129,14 @@ int main(int argc, char **argv)
     unsigned long served = 0;
     while (!stop_requested()) {
         struct sockaddr_storage ss;
-        socklen_t len = sizeof ss;
         char peer[ADDR_STRLEN];
 
         /* accept() blocks until a client has connected, then hands us a
          * new socket for that one client; listen_fd keeps listening. */
-        int fd = accept(listen_fd, (struct sockaddr *)&ss, &len);
+        int fd = accept_client(PROG, listen_fd, &ss);
         if (fd < 0) {
             if (stop_requested())
                 break;
-            /* A client that gave up while still queued: not our problem. */
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
             fprintf(stderr, "%s: accept: %s\n", PROG, strerror(errno));
             close(listen_fd);
             return 1;
@@ -136,6 +144,7 @@ int main(int argc, char **argv)
         watch_client(fd);
         if (!stop_requested()) {
             format_addr((struct sockaddr *)&ss, peer, sizeof peer);
+            disable_nagle(fd);
             if (idle.tv_sec != 0 || idle.tv_usec != 0)
                 set_idle_timeout(fd, &idle);
             serve_client(fd, peer, ++served, quiet);

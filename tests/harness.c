@@ -714,11 +714,12 @@ END_TEST
 
 /* ------------------------------------------------------ http_get check */
 
-/* Start http_get on a URL naming our listener, answer its request with the
- * response pieces in RESP (NULL-terminated), close if CLOSE, and return
- * http_get's exit code with its output in *OUT and *ERR. */
-static int http_exchange(const char *dir, const char *path, const char *const *resp,
-                         int close_after, char **out, char **err)
+/* Start http_get on a URL naming our listener and PATH, check that it asks
+ * for TARGET, answer with the response pieces in RESP (NULL-terminated),
+ * close if CLOSE_AFTER, and return http_get's exit code with its output in
+ * *OUT and *ERR. */
+static int http_exchange(const char *dir, const char *path, const char *target,
+                         const char *const *resp, int close_after, char **out, char **err)
 {
     int port, lfd = bound_socket(SOCK_STREAM, &port), eof;
     char url[128], req[4096] = "", want[256];
@@ -735,7 +736,7 @@ static int http_exchange(const char *dir, const char *path, const char *const *r
         ck_assert_msg(got == 1 && n < sizeof req - 2, "incomplete request: %.*s", (int)n, req);
         req[++n] = '\0';
     }
-    snprintf(want, sizeof want, "GET %s HTTP/1.1\r\n", path);
+    snprintf(want, sizeof want, "GET %s HTTP/1.1\r\n", target);
     ck_assert_msg(strncmp(req, want, strlen(want)) == 0, "request: %s", req);
     snprintf(want, sizeof want, "\r\nHost: 127.0.0.1:%d\r\n", port);
     assert_contains(req, want, "request");
@@ -744,9 +745,11 @@ static int http_exchange(const char *dir, const char *path, const char *const *r
      * put it back together from many recv() calls. */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    for (int i = 0; resp[i] != NULL; i++) {
-        for (size_t off = 0, len = strlen(resp[i]); off < len; off += 7) {
-            send_bytes(fd, resp[i] + off, len - off < 7 ? len - off : 7);
+    int gone = 0;           /* http_get may give up on a bad response early */
+    for (int i = 0; resp[i] != NULL && !gone; i++) {
+        for (size_t off = 0, len = strlen(resp[i]); off < len && !gone; off += 7) {
+            size_t piece = len - off < 7 ? len - off : 7;
+            gone = send(fd, resp[i] + off, piece, MSG_NOSIGNAL) != (ssize_t)piece;
             nanosleep(&(struct timespec){0, 200000}, NULL);
         }
     }
@@ -769,6 +772,7 @@ static int http_exchange(const char *dir, const char *path, const char *const *r
 /* What the responder sends, and what http_get must make of it. */
 struct http_case {
     const char *what, *path;
+    const char *target;     /* the request line must ask for this */
     const char *resp[4];    /* pieces of the response, NULL-terminated */
     int close_after;        /* close after the response, or keep it open */
     int want_code;
@@ -777,28 +781,36 @@ struct http_case {
 };
 
 static const struct http_case http_cases[] = {
-    {"Content-Length, connection left open", "/a/b?c=d",
+    {"Content-Length, connection left open", "/a/b?c=d", "/a/b?c=d",
      {"HTTP/1.1 200 OK\r\nContent-Length: 26\r\nContent-Type: text/plain\r\n\r\n",
       "abcdefghijklmnopqrstuvwxyz"}, 0, 0,
      "HTTP/1.1 200 OK\nContent-Length: 26\nContent-Type: text/plain\n\n"
      "abcdefghijklmnopqrstuvwxyz", NULL},
-    {"no Content-Length: the body ends when the server closes", "/",
+    {"no Content-Length: the body ends when the server closes", "", "/",
      {"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", "until ", "the end"}, 1, 0,
      "HTTP/1.1 200 OK\nConnection: close\n\nuntil the end", NULL},
-    {"chunked, connection left open", "/",
+    {"chunked, connection left open; no path, a query and a fragment", "?q=1#top", "/?q=1",
      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
       "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n"}, 0, 0,
      "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\nhello, world", NULL},
+    {"an interim 103 before the real response", "/", "/",
+     {"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}, 0, 0,
+     "HTTP/1.1 103 Early Hints\nLink: </a.css>\n\nHTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+     NULL},
     {"a 404 is a complete answer: printed, exit 0 (like curl without -f)", "/missing",
-     {"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"}, 0, 0,
+     "/missing", {"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found"}, 0, 0,
      "HTTP/1.1 404 Not Found\nContent-Length: 9\n\nnot found", NULL},
-    {"the server closes before the promised body arrived", "/",
+    {"the server closes before the promised body arrived", "/", "/",
      {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", "only ten.."}, 1, 1,
      NULL, "closed after 10 of 100 body bytes"},
-    {"not HTTP at all", "/", {"SSH-2.0-OpenSSH\r\n"}, 1, 1, NULL, "not an HTTP response"},
-    {"a Content-Length that is not a length", "/",
+    {"not HTTP at all", "/", "/", {"SSH-2.0-OpenSSH\r\n"}, 1, 1, NULL, "not an HTTP response"},
+    {"a Content-Length that is not a length", "/", "/",
      {"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabc"}, 1, 1, NULL,
      "bad header 'Content-Length: -5'"},
+    {"a chunk size that is not hex digits", "/", "/",
+     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n"},
+     1, 1, NULL, "bad chunk size line '0x5'"},
 };
 
 START_TEST(check_http_get)
@@ -808,7 +820,7 @@ START_TEST(check_http_get)
 
     for (size_t i = 0; i < sizeof http_cases / sizeof http_cases[0]; i++) {
         const struct http_case *c = &http_cases[i];
-        int code = http_exchange(dir, c->path, c->resp, c->close_after, &out, &err);
+        int code = http_exchange(dir, c->path, c->target, c->resp, c->close_after, &out, &err);
         ck_assert_msg(code == c->want_code, "%s: exit %d, want %d; stderr: %s", c->what, code,
                       c->want_code, err);
         if (c->want_out != NULL)
@@ -820,7 +832,9 @@ START_TEST(check_http_get)
     }
 
     static const char *const bad_urls[] = {"https://127.0.0.1/", "ftp://x/", "http://",
-                                           "http://host:99999/", "http://host:80x/", "nothing"};
+                                           "http://host:99999/", "http://host:80x/", "nothing",
+                                           "http://h/a b", "http://[::1]\r\nX-Evil: 1\r\n/",
+                                           "http://[::1]junk/"};
     for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
         ck_assert_msg(run(dir, "http_get", NULL, NULL, &err, ARGS(bad_urls[i])) == 2,
                       "http_get %s: want exit 2", bad_urls[i]);
