@@ -139,7 +139,10 @@ static int is_per_connection_error(int err)
 {
     switch (err) {
     case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT:
-    case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
+    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
+#ifdef ENONET                   /* Linux's extras, not in POSIX */
+    case ENONET: case EHOSTDOWN:
+#endif
         return 1;
     default:
         return 0;
