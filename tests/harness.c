@@ -9,8 +9,13 @@
  * where the course documents the limitation, asserts it ("limit").
  *
  * Suites: one per stage; "tools", which checks that loadgen catches a bad
- * server; then "valgrind", which runs the echo, client and load checks
- * again with every server and client under memcheck.
+ * server; "short", which runs the I/O checks again with every program
+ * under shortio.so (short reads and writes, EINTR); "valgrind", the same
+ * under memcheck. The report card at the end has a row per stage and a
+ * column per check, plus one per extra pass.
+ *
+ * To add a chapter: a row in stages.h. To add a check: a START_TEST
+ * function below and a row in the table in checks().
  *
  * usage: harness [-r ROOT] [-s STAGE] [-c CHECK] [-V]
  */
@@ -25,7 +30,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +53,7 @@ enum pass { PLAIN, SHORT_IO, VALGRIND, NPASSES };
  * is running, and where the shim is. */
 static const char *root = "..";
 static int mode;
-static char shim[4096], shim_path[PATH_MAX];
+static char shim_path[PATH_MAX];
 
 /* ---------------------------------------------------------------- time */
 
@@ -1377,6 +1381,7 @@ int main(int argc, char **argv)
         }
     }
     signal(SIGPIPE, SIG_IGN);
+    char shim[PATH_MAX];
     snprintf(shim, sizeof shim, "%s/tests/shortio.so", root);
     if (realpath(shim, shim_path) == NULL) {
         fprintf(stderr, "harness: %s: %s (run make)\n", shim, strerror(errno));
