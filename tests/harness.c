@@ -1161,6 +1161,14 @@ START_TEST(check_load)
     else
         ck_assert_msg(starved == 3, "iterative server: %lld of 4 starved, want 3", starved);
     free(out);
+    /* Short connections (a new one per message): even an iterative server
+     * serves everybody in turn, since nobody holds it for long. */
+    ck_assert_int_eq(run("tests", "loadgen", NULL, &out, NULL,
+                         ARGS("-p", s.portstr, "-c", "4", "-n", "25", "-C", "-d", "30")), 0);
+    ck_assert_int_eq(result_field(out, "msgs"), 100);
+    ck_assert_int_eq(result_field(out, "short"), 1);
+    ck_assert_int_eq(result_field(out, "min_per_conn"), 25);
+    free(out);
     stop_server_quietly(&s);
 }
 END_TEST

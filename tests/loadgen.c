@@ -18,6 +18,23 @@
  * reorders data gets caught, and we never keep copies of what we sent.
  * Round-trip times go into a log-linear histogram (about 1.6% resolution),
  * so memory stays small however long the run is.
+ *
+ * With -C (short connections) every message gets a connection of its own:
+ * connect, send, read the echo, check it, close, connect again for the next
+ * one.  The first connections are still opened before the timed window, but
+ * every re-connect happens inside it, and the round trip is timed from the
+ * start of connect() to the last echoed byte, so the handshake is part of
+ * the score: that is the price of a short connection.  We close only once
+ * the whole echo is read, so the close sends FIN, not RST, and the server
+ * sees a clean end of file.  The side that closes first keeps the TIME_WAIT,
+ * here that is us: a few thousand connections per second for a few seconds
+ * stays far below the ~28,000 ephemeral ports Linux hands out (32768-60999).
+ * Faster than that (loopback manages over ten thousand a second), connect()
+ * has to hunt for a port, and the hunt shows in the round trips; where
+ * net.ipv4.tcp_tw_reuse lets it take one still in TIME_WAIT (by default on
+ * loopback only) it goes on, elsewhere it fails with EADDRNOTAVAIL.  That
+ * connection is then counted as an error and retired, like any failed
+ * re-connect, and the others soon follow: the run ends early, it never hangs.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,6 +76,7 @@ struct options {
     double seconds;
     long long messages;     /* round trips per connection; 0 means "until -d" */
     double connect_timeout;
+    bool short_conns;       /* -C: a new connection for every message */
     bool help;
 };
 
@@ -72,16 +90,17 @@ struct conn {
     int fd;
     unsigned id;
     uint32_t events;        /* what epoll is watching for right now */
-    bool connected;
+    bool connected;         /* false while a connect is under way */
     bool finished;          /* done with its -n messages, or failed */
     uint64_t completed;     /* round trips done, which is also the number of the one in flight */
     uint64_t seed;          /* pattern seed of the message in flight */
     size_t sent, received;
-    uint64_t started_ns;
+    uint64_t started_ns;    /* with -C, when the connect for this message started */
 };
 
 struct run {
     const struct options *opt;
+    const struct addrinfo *ai;  /* the server, for every connect */
     char peer[96];          /* "ADDR:PORT", for messages */
     int epfd;
     struct conn *conns;
@@ -98,7 +117,7 @@ struct run {
 static void usage(FILE *to)
 {
     fputs("usage: loadgen [-a ADDR] [-p PORT] [-c CONNS] [-s SIZE]"
-          " [-d SECONDS | -n MESSAGES] [-T CONNECT_TIMEOUT]\n"
+          " [-d SECONDS | -n MESSAGES] [-T CONNECT_TIMEOUT] [-C]\n"
           "  -a ADDR      server address, numeric IPv4 or IPv6 (default 127.0.0.1)\n"
           "  -p PORT      server port (default 9000)\n"
           "  -c CONNS     connections talking at once, 1..10000 (default 1)\n"
@@ -106,7 +125,9 @@ static void usage(FILE *to)
           "  -d SECONDS   length of the timed run, fractions allowed (default 5)\n"
           "  -n MESSAGES  round trips per connection, then stop; the run still\n"
           "               ends after -d seconds (default 10 with -n)\n"
-          "  -T SECONDS   how long to wait for all connections to be set up (default 5)\n",
+          "  -T SECONDS   how long to wait for all connections to be set up (default 5)\n"
+          "  -C           short connections: a new connection for every message, its\n"
+          "               handshake timed as part of the round trip\n",
           to);
 }
 
@@ -145,7 +166,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
 
     *o = (struct options){ .addr = "127.0.0.1", .port = 9000, .conns = 1,
                            .size = 64, .seconds = 5, .connect_timeout = 5 };
-    while (ok && (flag = getopt(argc, argv, "a:p:c:s:d:n:T:h")) != -1) {
+    while (ok && (flag = getopt(argc, argv, "a:p:c:s:d:n:T:Ch")) != -1) {
         switch (flag) {
         case 'a': o->addr = optarg; break;
         case 'p': ok = integer_arg(flag, 1, 65535, "a port from 1 to 65535", &n);
@@ -158,6 +179,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
                                    &o->messages); break;
         case 'd': ok = seconds_given = seconds_arg(flag, &o->seconds); break;
         case 'T': ok = seconds_arg(flag, &o->connect_timeout); break;
+        case 'C': o->short_conns = true; break;
         case 'h': o->help = true; break;
         default: return false;  /* getopt has already said what was wrong */
         }
@@ -326,11 +348,60 @@ static void watch(struct run *r, struct conn *c, uint32_t events)
     r->stop = true;
 }
 
+/* Starts a non-blocking connect and has epoll tell us when it is over.
+ * Returns 0 or an errno value, and lets the caller say what it means:
+ * before the timed window a failure ends the run, inside it (-C) only this
+ * connection.  c->fd is left for the caller to close either way. */
+static int open_connection(struct run *r, struct conn *c)
+{
+    struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = c };
+    const struct addrinfo *ai = r->ai;
+    int one = 1;
+
+    c->connected = false;
+    c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        return errno;
+    /* Small ping-pong messages are the worst case for Nagle's algorithm
+     * meeting delayed ACKs: without this we would be timing the kernel's
+     * 40 ms delayed-ACK timer instead of the server. */
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        return errno;
+    /* EADDRNOTAVAIL here, at once, means no local port is left (-C). */
+    if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)
+        return errno;
+    /* Writable means the handshake is over, one way or the other. */
+    c->events = EPOLLOUT;
+    return epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd, &ev) == 0 ? 0 : errno;
+}
+
+/* Once a connecting socket turns writable, SO_ERROR says how it went. */
+static int connect_error(const struct conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    return err;
+}
+
+/* strerror(EADDRNOTAVAIL) says "Cannot assign requested address", which
+ * hides the usual cause from anyone who has not met it before. */
+static const char *why_failed(int err)
+{
+    if (err == 0)
+        return "closed by the server";
+    if (err == EADDRNOTAVAIL)
+        return "no local port left to connect from (too many in TIME_WAIT?)";
+    return strerror(err);
+}
+
 /* Closing right away (rather than at the end) lets a one-client-at-a-time
  * server move on to the next client, as it would when a real client leaves. */
 static void retire_connection(struct run *r, struct conn *c)
 {
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     c->fd = -1;
     c->finished = true;
     r->active--;
@@ -342,8 +413,7 @@ static void fail_connection(struct run *r, struct conn *c, int err)
 {
     if (r->errors < MAX_REPORTS)
         fprintf(stderr, "loadgen: connection %u of %ld: %s after %llu messages\n",
-                c->id + 1, r->opt->conns, err ? strerror(err) : "closed by the server",
-                (unsigned long long)c->completed);
+                c->id + 1, r->opt->conns, why_failed(err), (unsigned long long)c->completed);
     else if (r->errors == MAX_REPORTS)
         fputs("loadgen: more connections failed; counting them without saying so\n", stderr);
     r->errors++;
@@ -382,6 +452,29 @@ static void start_message(struct run *r, struct conn *c, uint64_t now)
     send_message(r, c);
 }
 
+/* -C: the whole echo has been read, so close() sends FIN, not RST, and the
+ * server sees a clean end of file.  The next message starts its clock here,
+ * and is sent once finish_connect() hears that the handshake is over. */
+static void reconnect(struct run *r, struct conn *c)
+{
+    close(c->fd);
+    c->started_ns = now_ns();
+    int err = open_connection(r, c);
+    if (err != 0)
+        fail_connection(r, c, err);
+}
+
+static void finish_connect(struct run *r, struct conn *c)
+{
+    int err = connect_error(c);
+    if (err != 0) {
+        fail_connection(r, c, err);
+        return;
+    }
+    c->connected = true;
+    start_message(r, c, c->started_ns);     /* the clock has run since connect() */
+}
+
 static void finish_message(struct run *r, struct conn *c)
 {
     uint64_t now = now_ns();
@@ -390,6 +483,8 @@ static void finish_message(struct run *r, struct conn *c)
     r->messages++;
     if (r->opt->messages > 0 && c->completed >= (uint64_t)r->opt->messages)
         retire_connection(r, c);
+    else if (r->opt->short_conns)
+        reconnect(r, c);
     else
         start_message(r, c, now);
 }
@@ -440,50 +535,37 @@ static void handle_event(struct run *r, struct conn *c, uint32_t events)
 {
     if (c->finished)
         return;
+    if (!c->connected) {
+        finish_connect(r, c);   /* -C: a re-connect is over, one way or the other */
+        return;
+    }
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
         receive_echo(r, c);     /* recv reports the hangup or the error for us */
-    if ((events & EPOLLOUT) && !c->finished && !r->stop)
+    /* With -C, receive_echo may have left c connecting again: not yet. */
+    if ((events & EPOLLOUT) && c->connected && !c->finished && !r->stop)
         send_message(r, c);
 }
 
 static bool connect_failed(const struct run *r, int err)
 {
-    fprintf(stderr, "loadgen: connect %s: %s\n", r->peer, strerror(err));
+    fprintf(stderr, "loadgen: connect %s: %s\n", r->peer, why_failed(err));
     return false;
-}
-
-static bool open_connection(struct run *r, struct conn *c, const struct addrinfo *ai)
-{
-    struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = c };
-    int one = 1;
-
-    c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0)
-        return failed("socket");
-    /* Small ping-pong messages are the worst case for Nagle's algorithm
-     * meeting delayed ACKs: without this we would be timing the kernel's
-     * 40 ms delayed-ACK timer instead of the server. */
-    if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
-        return failed("setsockopt TCP_NODELAY");
-    if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)
-        return connect_failed(r, errno);
-    /* Writable means the handshake is over, one way or the other. */
-    c->events = EPOLLOUT;
-    return epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd, &ev) == 0 || failed("epoll_ctl");
 }
 
 /* A listen backlog lets connects succeed before the server calls accept(),
  * so "set up" here says nothing about whether the server will ever serve
  * us.  That is what the fairness numbers are for. */
-static bool connect_all(struct run *r, const struct addrinfo *ai)
+static bool connect_all(struct run *r)
 {
     struct epoll_event events[MAX_EVENTS];
     uint64_t deadline = now_ns() + (uint64_t)(r->opt->connect_timeout * 1e9);
     long pending = r->opt->conns;
 
-    for (long i = 0; i < r->opt->conns; i++)
-        if (!open_connection(r, &r->conns[i], ai))
-            return false;
+    for (long i = 0; i < r->opt->conns; i++) {
+        int err = open_connection(r, &r->conns[i]);
+        if (err != 0)
+            return connect_failed(r, err);
+    }
     while (pending > 0) {
         int timeout_ms = ms_until(deadline);
         if (timeout_ms == 0) {
@@ -497,10 +579,7 @@ static bool connect_all(struct run *r, const struct addrinfo *ai)
             return failed("epoll_wait");
         for (int i = 0; i < n; i++) {
             struct conn *c = events[i].data.ptr;
-            int err = 0;
-            socklen_t len = sizeof err;
-            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-                err = errno;
+            int err = connect_error(c);
             if (err == 0 && c->connected)
                 err = ECONNRESET;   /* we watch nothing on these, so only a hangup wakes us */
             if (err != 0)
@@ -558,8 +637,9 @@ static void print_results(const struct run *r)
         fewest = done < fewest ? done : fewest;
         most = done > most ? done : most;
     }
-    printf("loadgen: %ld connection%s, %zu-byte messages, %.2f s\n",
-           o->conns, o->conns == 1 ? "" : "s", o->size, r->elapsed_s);
+    printf("loadgen: %ld connection%s, %zu-byte messages, %.2f s%s\n",
+           o->conns, o->conns == 1 ? "" : "s", o->size, r->elapsed_s,
+           o->short_conns ? " (a new connection per message)" : "");
     printf("  messages:   %llu (%.0f msg/s, %.2f MiB/s each way)\n",
            (unsigned long long)r->messages, msgs_per_s, mib_per_s);
     if (h->samples)
@@ -574,15 +654,16 @@ static void print_results(const struct run *r)
         printf("  errors:     %u (details on stderr)\n", r->errors);
     printf("RESULT conns=%ld size=%zu seconds=%.3f msgs=%llu msgs_per_s=%.0f mib_per_s=%.2f "
            "p50_us=%.0f p99_us=%.0f max_us=%.0f starved=%ld min_per_conn=%llu "
-           "max_per_conn=%llu errors=%u cpu_s=%.2f\n",
+           "max_per_conn=%llu errors=%u cpu_s=%.2f short=%d\n",
            o->conns, o->size, r->elapsed_s, (unsigned long long)r->messages, msgs_per_s,
-           mib_per_s, p50, p99, max, starved, fewest, most, r->errors, r->cpu_s);
+           mib_per_s, p50, p99, max, starved, fewest, most, r->errors, r->cpu_s,
+           o->short_conns);
 }
 
 /* Leaves *r safe to hand to free_run() even when it fails. */
-static bool init_run(struct run *r, const struct options *o)
+static bool init_run(struct run *r, const struct options *o, const struct addrinfo *ai)
 {
-    *r = (struct run){ .opt = o, .epfd = -1, .active = o->conns };
+    *r = (struct run){ .opt = o, .ai = ai, .epfd = -1, .active = o->conns };
     snprintf(r->peer, sizeof r->peer, strchr(o->addr, ':') ? "[%s]:%ld" : "%s:%ld",
              o->addr, o->port);
     r->conns = calloc((size_t)o->conns, sizeof *r->conns);
@@ -638,7 +719,7 @@ int main(int argc, char **argv)
     /* A server that hangs up on us is something to report, not a reason to die. */
     signal(SIGPIPE, SIG_IGN);
 
-    if (init_run(&run, &opt) && ensure_fd_limit(opt.conns) && connect_all(&run, ai)) {
+    if (init_run(&run, &opt, ai) && ensure_fd_limit(opt.conns) && connect_all(&run)) {
         run_window(&run);
         print_results(&run);
         status = run.errors ? 1 : 0;
