@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -53,6 +54,9 @@ enum pass { PLAIN, SHORT_IO, VALGRIND, NPASSES };
  * is running, and where the shim is. */
 static const char *root = "..";
 static int mode;
+/* Set by a check before it starts a program: that program's descriptor
+ * limit (0: unchanged). */
+static rlim_t child_nofile;
 static char shim_path[PATH_MAX];
 
 /* ---------------------------------------------------------------- time */
@@ -166,6 +170,12 @@ static struct proc spawn(const char *dir, const char *prog, const char *in,
         signal(SIGPIPE, SIG_DFL);
         if (mode == SHORT_IO)
             setenv("LD_PRELOAD", shim_path, 1);
+        if (child_nofile != 0) {
+            struct rlimit rl;
+            getrlimit(RLIMIT_NOFILE, &rl);
+            rl.rlim_cur = child_nofile;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         if (getppid() != parent)
             _exit(127);
         dup2(inp[0], 0);
@@ -658,6 +668,47 @@ START_TEST(check_ipv6)
 }
 END_TEST
 
+/* Out of file descriptors, accept() fails with EMFILE at once, again and
+ * again: the server must neither exit nor spin, but pause and retry, and
+ * serve the waiting client once descriptors are free again. The server
+ * starts with room for stdin, stdout, stderr and its listener only; once
+ * it is waiting, prlimit() gives it room again. */
+START_TEST(check_fd_limit)
+{
+    const struct stage *st = STAGE;
+    child_nofile = 4;
+    struct server s = start_server(st->dir, st->tcp_server, ARGS("-q"));
+    child_nofile = 0;
+
+    int fd = tcp_connect(s.port), eof;
+    char buf[128];
+    if (st->props & P_TCP_ECHO)
+        send_bytes(fd, "x", 1);
+    /* "Not served" has no readiness signal: 500 ms bounds the wait. */
+    ck_assert_msg(recv_until(fd, buf, 1, now_ms() + 500, &eof) == 0 && !eof,
+                  "served although the server had no descriptor left");
+    struct rlimit room;
+    ck_assert(prlimit(s.p.pid, RLIMIT_NOFILE, NULL, &room) == 0);
+    room.rlim_cur = room.rlim_max < 64 ? room.rlim_max : 64;
+    ck_assert(prlimit(s.p.pid, RLIMIT_NOFILE, &room, NULL) == 0);
+    ck_assert_msg(recv_until(fd, buf, 1, now_ms() + ms(5000), &eof) == 1,
+                  "not served once descriptors were free again");
+    close(fd);
+
+    char *err = stop_server(&s), *line = err;
+    int retries = 0;
+    while ((line = strstr(line, "Too many open files (retrying)")) != NULL) {
+        retries++;
+        line++;
+    }
+    /* A pause of 100 ms between tries means about 5 in 500 ms; a server
+     * that spun would have logged thousands. */
+    ck_assert_msg(retries >= 1 && retries <= 50, "%d 'retrying' lines in about 0.5 s:\n%.500s",
+                  retries, err);
+    free(err);
+}
+END_TEST
+
 START_TEST(check_greeting)
 {
     const struct stage *st = STAGE;
@@ -1057,8 +1108,9 @@ static int udp_client_vs_peer(const struct stage *st, int answer_from, int corru
 }
 
 /* A TCP peer for tcp_client -n 1000: it reads the 1000 bytes, then sends
- * them back with byte 500 changed (BAD == 0) or only 400 of them and
- * hangs up (BAD == 1). The client must notice, say so and exit 1. */
+ * them back with byte 500 changed (BAD == 0), only 400 of them and hangs
+ * up (BAD == 1), or all of them and one more (BAD == 2). The client must
+ * notice, say so and exit 1. */
 static void tcp_client_vs_bad_peer(const struct stage *st, int bad)
 {
     int port, lfd = bound_socket(SOCK_STREAM, &port), eof;
@@ -1068,17 +1120,27 @@ static void tcp_client_vs_bad_peer(const struct stage *st, int bad)
     ck_assert_msg(wait_for(lfd, POLLIN, now_ms() + ms(5000)) == 1, "client never connected");
     int fd = accept(lfd, NULL, NULL);
     ck_assert_int_eq(recv_until(fd, buf, sizeof buf, now_ms() + ms(5000), &eof), sizeof buf);
-    buf[500] ^= 0x01;
-    send_bytes(fd, buf, bad == 0 ? sizeof buf : 400);
+    if (bad == 0)
+        buf[500] ^= 0x01;
+    send_bytes(fd, buf, bad == 1 ? 400 : sizeof buf);
+    if (bad == 2) {
+        send_bytes(fd, "+", 1);
+        /* Read until the client's half-close, so our close sends no reset
+         * that could overtake the extra byte. */
+        recv_until(fd, buf, sizeof buf, now_ms() + ms(5000), &eof);
+    }
     close(fd);
     int code = finish(&p, ms(5000));
     char *err = slurp(p.err);
     release(&p);
     close(lfd);
     ck_assert_msg(code == 1, "tcp_client exit %d against a bad echo; stderr: %s", code, err);
-    assert_contains(err, bad == 0 ? "byte 500 differs: sent 0xf9, got 0xf8"
-                                  : "server closed the connection after 400 of 1000 bytes",
-                    "tcp_client");
+    static const char *const complaint[] = {
+        "byte 500 differs: sent 0xf9, got 0xf8",
+        "server closed the connection after 400 of 1000 bytes",
+        "server sent more than we sent it",
+    };
+    assert_contains(err, complaint[bad], "tcp_client");
     free(err);
 }
 
@@ -1094,8 +1156,8 @@ START_TEST(check_clients)
     ck_assert_str_eq(err, want);
     free(err);
     if (st->props & P_TCP_ECHO) {
-        tcp_client_vs_bad_peer(st, 0);
-        tcp_client_vs_bad_peer(st, 1);
+        for (int bad = 0; bad < 3; bad++)
+            tcp_client_vs_bad_peer(st, bad);
     }
     if (st->udp_client == NULL)
         return;
@@ -1233,6 +1295,7 @@ static const struct check *checks(int *n)
         {"signal", 0, 0, NULL, NULL, IN_VALGRIND},
         {"restart", 0, 0, NULL, NULL, 0},
         {"ipv6", 0, 0, NULL, NULL, 0},
+        {"nofd", 0, 0, NULL, NULL, 0},
         {"greet", 0, P_GREETING, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
         {"resolve", 0, P_RESOLVE, NULL, NULL, IN_VALGRIND},
         {"http", 0, P_HTTP_GET, NULL, NULL, IN_SHORT_IO | IN_VALGRIND},
@@ -1247,7 +1310,7 @@ static const struct check *checks(int *n)
     };
     /* TTest pointers are not constant expressions: fill them in here. */
     const TTest *tests[] = {check_bad_args, check_port_in_use, check_signals, check_restart,
-                            check_ipv6, check_greeting, check_resolve, check_http_get, check_tcp_echo,
+                            check_ipv6, check_fd_limit, check_greeting, check_resolve, check_http_get, check_tcp_echo,
                             check_half_close, check_reset, check_idle_timeout, check_udp_echo,
                             check_clients, check_concurrent, check_load};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
