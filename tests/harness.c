@@ -55,8 +55,9 @@ enum pass { PLAIN, SHORT_IO, VALGRIND, NPASSES };
 static const char *root = "..";
 static int mode;
 /* Set by a check before it starts a program: that program's descriptor
- * limit (0: unchanged). */
+ * limit (0: unchanged), and a file to take its stdout (NULL: captured). */
 static rlim_t child_nofile;
+static const char *child_stdout;
 static char shim_path[PATH_MAX];
 
 /* ---------------------------------------------------------------- time */
@@ -180,6 +181,11 @@ static struct proc spawn(const char *dir, const char *prog, const char *in,
             _exit(127);
         dup2(inp[0], 0);
         dup2(outp[1], 1);
+        if (child_stdout != NULL) {
+            int fd = open(child_stdout, O_WRONLY);
+            if (fd < 0 || dup2(fd, 1) < 0)
+                _exit(127);
+        }
         dup2(p.err, 2);
         closefrom(3);
         execvp(argv[0], (char *const *)argv);
@@ -885,6 +891,15 @@ START_TEST(check_http_get)
         free(out);
         free(err);
     }
+
+    /* Output that cannot be written is an error too, not exit 0. */
+    child_stdout = "/dev/full";
+    int code = http_exchange(dir, "/", "/", http_cases[0].resp, 0, &out, &err);
+    child_stdout = NULL;
+    ck_assert_msg(code == 1, "http_get with stdout on /dev/full: exit %d", code);
+    assert_contains(err, "write to stdout failed", "http_get to /dev/full");
+    free(out);
+    free(err);
 
     static const char *const bad_urls[] = {"https://127.0.0.1/", "ftp://x/", "http://",
                                            "http://host:99999/", "http://host:80x/", "nothing",
