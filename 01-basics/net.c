@@ -1,21 +1,44 @@
 /*
- * net.c - address handling, socket set-up and clean shutdown, shared by the
- * programs of this chapter. Read server.c first; come here when it calls in.
+ * net.c - start-up, parsing, addresses, connecting and sending: the part
+ * of every program that no chapter changes. Read the programs first; come
+ * here when they call in.
  */
 #include "net.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+
+void init_program(const char *prog)
+{
+    /* Started as `server 2>&-`, a program would get its first socket as
+     * descriptor 2, and every log line would go to whoever is on it. */
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        if (open("/dev/null", O_RDWR) != fd)
+            exit(1);            /* nowhere left to say so */
+    }
+    /* Writing to a socket or pipe whose reader has gone raises SIGPIPE,
+     * and its default action kills the process. We take the EPIPE error
+     * instead: a vanished client costs one connection, and a client whose
+     * output reader went away (`client | head -1`) says so and exits 1. */
+    struct sigaction sa = {.sa_handler = SIG_IGN};
+    if (sigaction(SIGPIPE, &sa, NULL) < 0)
+        die_sys(prog, "sigaction", "SIGPIPE");
+}
 
 void die_sys(const char *prog, const char *call, const char *what)
 {
@@ -23,18 +46,48 @@ void die_sys(const char *prog, const char *call, const char *what)
     exit(1);
 }
 
-int parse_port(const char *s, int min_port)
+long long parse_count(const char *s, long long min, long long max)
 {
     char *end;
 
-    /* strtol() alone would also take " 80", "+80" and "80abc". */
-    if (!isdigit((unsigned char)s[0]))
-        return -1;
+    /* strtoll() alone would also take " 80", "+80", "0x50" and "80abc". */
+    for (const char *p = s; *p != '\0'; p++)
+        if (!isdigit((unsigned char)*p))
+            return -1;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min_port || v > 65535)
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || v < min || v > max)
         return -1;
-    return (int)v;
+    return v;
+}
+
+int parse_port(const char *s, int min_port)
+{
+    return (int)parse_count(s, min_port, 65535);
+}
+
+int parse_seconds(const char *s, struct timeval *tv)
+{
+    /* Only "DIGITS" or "DIGITS.DIGITS": strtod() would also take "0x10",
+     * "1e-300", "inf" and "nan". */
+    size_t whole = strspn(s, "0123456789");
+    if (whole == 0 || whole > 7)
+        return -1;
+    const char *frac = s + whole;
+    if (*frac == '.' && (frac[1] == '\0' || strspn(frac + 1, "0123456789") != strlen(frac + 1)))
+        return -1;
+    if (*frac != '.' && *frac != '\0')
+        return -1;
+    double v = strtod(s, NULL);
+    if (v < 0.001 || v > 1e6)
+        return -1;
+    tv->tv_sec = (time_t)v;
+    tv->tv_usec = (suseconds_t)((v - (double)tv->tv_sec) * 1e6 + 0.5);
+    if (tv->tv_usec >= 1000000) {
+        tv->tv_sec++;
+        tv->tv_usec -= 1000000;
+    }
+    return 0;
 }
 
 int is_numeric_addr(const char *s)
@@ -62,11 +115,10 @@ void format_addr(const struct sockaddr *sa, char *buf, size_t len)
     }
 }
 
-int open_server_socket(const char *prog, const char *addr, const char *port,
-                       int type)
+struct addrinfo *server_address(const char *prog, const char *addr, const char *port,
+                                int type)
 {
     struct addrinfo hints = {0}, *res;
-    char what[ADDR_STRLEN];
 
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = type;
@@ -77,75 +129,86 @@ int open_server_socket(const char *prog, const char *addr, const char *port,
         fprintf(stderr, "%s: %s:%s: %s\n", prog, addr, port, gai_strerror(rc));
         exit(1);
     }
-    format_addr(res->ai_addr, what, sizeof what);
-
-    int fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
-    if (fd < 0)
-        die_sys(prog, "socket", what);
-    /* Without SO_REUSEADDR a restarted server cannot bind while old
-     * connections of the previous run sit in TIME_WAIT. */
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
-        die_sys(prog, "setsockopt SO_REUSEADDR", what);
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
-        die_sys(prog, "bind", what);
-    if (type == SOCK_STREAM && listen(fd, SOMAXCONN) < 0)
-        die_sys(prog, "listen", what);
-    freeaddrinfo(res);
-    return fd;
+    return res;
 }
 
-void announce_listening(int fd)
+void raise_fd_limit(const char *prog)
+{
+    struct rlimit rl;
+
+    /* Every connection is a descriptor, and the soft limit is often 1024
+     * while the hard limit allows far more: take what we are allowed. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        die_sys(prog, "getrlimit", "RLIMIT_NOFILE");
+    if (rl.rlim_cur == rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        die_sys(prog, "setrlimit", "RLIMIT_NOFILE");
+}
+
+void announce_listening(const char *prog, int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     char where[ADDR_STRLEN];
 
     /* With port 0 the kernel chose the port: ask it which. */
-    getsockname(fd, (struct sockaddr *)&ss, &len);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        die_sys(prog, "getsockname", "of the listening socket");
     format_addr((struct sockaddr *)&ss, where, sizeof where);
     printf("listening on %s\n", where);
     /* stdout is a pipe when a test or script starts us: flush, or the line
      * sits in our buffer and the reader waits forever. */
-    fflush(stdout);
+    if (fflush(stdout) != 0)
+        die_sys(prog, "write", "the 'listening on' line");
 }
 
-/* Errors accept() returns for one connection that failed before we took
- * it (the client gave up while queued, or the network between us broke):
- * accept(2) says to treat them like "try again". */
-static int is_per_connection_error(int err)
+static int to_ms(const struct timeval *tv)
 {
-    switch (err) {
-    case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT:
-    case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
-#ifdef ENONET                   /* Linux's extras, not in POSIX */
-    case ENONET: case EHOSTDOWN:
-#endif
-        return 1;
-    default:
-        return 0;
-    }
+    return (int)(tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000);
 }
 
-int accept_client(const char *prog, int listen_fd, struct sockaddr_storage *peer)
+/* connect(), giving up after TIMEOUT: a non-blocking connect() returns at
+ * once with EINPROGRESS, poll() waits for it to finish, and SO_ERROR says
+ * how it went. A black-holed address would otherwise hold us for about
+ * two minutes of SYN retries. Fails with ETIMEDOUT when time ran out. */
+static int connect_within(int fd, const struct sockaddr *sa, socklen_t len,
+                          const struct timeval *timeout)
 {
-    for (;;) {
-        socklen_t len = sizeof *peer;
-        int fd = accept(listen_fd, (struct sockaddr *)peer, &len);
-        if (fd >= 0 || stop_requested())
-            return fd;
-        if (is_per_connection_error(errno))
-            continue;
-        if (errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM)
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -1;
+    if (connect(fd, sa, len) < 0) {
+        if (errno != EINPROGRESS)
             return -1;
-        /* Out of file descriptors or memory: the next accept() would fail
-         * the same way at once, so pause instead of spinning, and retry. */
-        fprintf(stderr, "%s: accept: %s (retrying)\n", prog, strerror(errno));
-        nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int n, err;
+        socklen_t errlen = sizeof err;
+        while ((n = poll(&p, 1, to_ms(timeout))) < 0 && errno == EINTR)
+            ;
+        if (n <= 0) {
+            if (n == 0)
+                errno = ETIMEDOUT;
+            return -1;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
+            return -1;
+        if (err != 0) {
+            errno = err;
+            return -1;
+        }
     }
+    /* Blocking again, but no wait longer than TIMEOUT. */
+    if (fcntl(fd, F_SETFL, flags) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, timeout, sizeof *timeout) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, timeout, sizeof *timeout) < 0)
+        return -1;
+    return 0;
 }
 
-int connect_to(const char *prog, const char *host, const char *port, int type)
+int connect_to(const char *prog, const char *host, const char *port, int type,
+               const struct timeval *timeout)
 {
     struct addrinfo hints = {0}, *res, *ai;
     char what[ADDR_STRLEN] = "";
@@ -168,16 +231,37 @@ int connect_to(const char *prog, const char *host, const char *port, int type)
             saved_errno = errno;
             continue;
         }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        rc = timeout != NULL ? connect_within(fd, ai->ai_addr, ai->ai_addrlen, timeout)
+                             : connect(fd, ai->ai_addr, ai->ai_addrlen);
+        if (rc == 0)
             break;
         saved_errno = errno;
         close(fd);
         fd = -1;
     }
     freeaddrinfo(res);
-    if (fd < 0)
+    if (fd < 0 && saved_errno == ETIMEDOUT && timeout != NULL)
+        fprintf(stderr, "%s: connect %s: no answer within %g s\n", prog, what,
+                (double)to_ms(timeout) / 1000);
+    else if (fd < 0)
         fprintf(stderr, "%s: connect %s: %s\n", prog, what, strerror(saved_errno));
     return fd;
+}
+
+void report_wait_failure(const char *prog, const char *what, const struct timeval *timeout)
+{
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && timeout != NULL)
+        fprintf(stderr, "%s: no answer within %g s while waiting for %s\n", prog,
+                (double)to_ms(timeout) / 1000, what);
+    else
+        fprintf(stderr, "%s: recv, waiting for %s: %s\n", prog, what, strerror(errno));
+}
+
+char test_byte(unsigned long long i)
+{
+    /* 251 is prime, so the pattern never lines up with a block or buffer
+     * size: a block echoed twice, skipped or out of order shows up. */
+    return (char)(i % 251);
 }
 
 int send_all(int fd, const void *buf, size_t len)
@@ -189,69 +273,46 @@ int send_all(int fd, const void *buf, size_t len)
     while (len > 0) {
         ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
         if (n < 0) {
-            if (errno == EINTR && !stop_requested())
+            if (errno == EINTR)
                 continue;
             return -1;
         }
+#ifdef BROKEN_short_send
+        /* The classic mistake, on purpose (make BROKEN=short-send): one
+         * send() and hope it took everything. */
+        return 0;
+#endif
         p += n;
         len -= (size_t)n;
     }
     return 0;
 }
 
-/*
- * Stopping cleanly. The handler may only touch what is async-signal-safe:
- * a flag, and shutdown() (POSIX lists it as safe). We install it without
- * SA_RESTART, so a blocking accept()/recv() returns EINTR and the loop sees
- * the flag. That alone has a race: a signal that lands just after the loop
- * checked the flag but before it blocked would be missed, and the server
- * would sleep until the next client. So the handler also shuts down the
- * sockets the loop may block on: on Linux that wakes a blocked accept() or
- * recv() at once, and makes a later one return immediately.
- */
-static volatile sig_atomic_t stop_flag;
-static volatile sig_atomic_t watched_listener = -1;
-static volatile sig_atomic_t watched_client = -1;
+/* Lines the log could not take at once. A process has one stderr, so one
+ * counter: like errno, a property of the process. */
+static unsigned long long dropped_lines;
 
-static void on_stop_signal(int sig)
+void log_line(const char *fmt, ...)
 {
-    int saved_errno = errno;
+    char line[1024];
+    va_list ap;
 
-    (void)sig;
-    stop_flag = 1;
-    if (watched_listener >= 0)
-        shutdown(watched_listener, SHUT_RDWR);
-    if (watched_client >= 0)
-        shutdown(watched_client, SHUT_RDWR);
-    errno = saved_errno;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    /* poll() with timeout 0 asks "could a write go through now?" without
+     * waiting. A pipe that says yes takes a short line whole (up to
+     * PIPE_BUF bytes go in one piece), so the write() cannot block. */
+    struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
+    if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT) ||
+        write(STDERR_FILENO, line, len) != (ssize_t)len)
+        dropped_lines++;
 }
 
-void install_signal_handlers(void)
+unsigned long long log_lines_dropped(void)
 {
-    struct sigaction sa = {0};
-
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0; /* no SA_RESTART: blocking calls return EINTR */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    /* Writing to a peer that has gone raises SIGPIPE, whose default action
-     * kills the whole server. One client's bad luck must cost only its own
-     * connection, so we take the EPIPE error instead. */
-    signal(SIGPIPE, SIG_IGN);
-}
-
-int stop_requested(void)
-{
-    return stop_flag;
-}
-
-void watch_listener(int fd)
-{
-    watched_listener = fd;
-}
-
-void watch_client(int fd)
-{
-    watched_client = fd;
+    return dropped_lines;
 }

@@ -6,10 +6,13 @@
  * gethostbyname() knows only IPv4, returns a pointer into static storage
  * (not thread-safe), and reports errors through h_errno, not errno.
  *
- * usage: resolve            this host's name and its addresses
+ * usage: resolve            this host's name and its addresses, if it has any
  *        resolve NAME...    every address of each NAME
  */
+#include "net.h"
+
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -24,7 +27,8 @@
 #define HOST_NAME_MAX 255
 #endif
 
-/* Print "  IPv4 ADDR" / "  IPv6 ADDR" for each address of NAME. */
+/* Print "  IPv4 ADDR" / "  IPv6 ADDR" for each address of NAME. Returns 0,
+ * or the getaddrinfo() error (for the caller to report). */
 static int print_addresses(const char *name)
 {
     struct addrinfo hints = {0}, *res, *ai;
@@ -34,11 +38,8 @@ static int print_addresses(const char *name)
     hints.ai_socktype = SOCK_STREAM;   /* else each address comes 3 times */
     hints.ai_flags = AI_CANONNAME;
     int rc = getaddrinfo(name, NULL, &hints, &res);
-    if (rc != 0) {
-        /* Resolver errors have their own strings: gai_strerror, not errno. */
-        fprintf(stderr, "%s: %s: %s\n", PROG, name, gai_strerror(rc));
-        return -1;
-    }
+    if (rc != 0)
+        return rc;
     printf("%s", name);
     if (res->ai_canonname != NULL && strcmp(res->ai_canonname, name) != 0)
         printf(" (canonical name %s)", res->ai_canonname);
@@ -56,10 +57,18 @@ static int print_addresses(const char *name)
     return 0;
 }
 
+/* Resolver errors have their own strings: gai_strerror, not strerror. */
+static int report(const char *name, int rc)
+{
+    fprintf(stderr, "%s: %s: %s\n", PROG, name, gai_strerror(rc));
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     int failed = 0;
 
+    init_program(PROG);
     if (argc > 1 && argv[1][0] == '-') {
         fprintf(stderr, "usage: %s [NAME...]\n", PROG);
         return 2;
@@ -71,10 +80,23 @@ int main(int argc, char **argv)
             return 1;
         }
         printf("this host is called %s\n", host);
-        failed = print_addresses(host) < 0;
+        /* A machine's own name need not resolve: a minimal install's
+         * /etc/hosts knows only localhost, and no DNS may know the name.
+         * That is an answer about this host, not a failure. */
+        int rc = print_addresses(host);
+        if (rc == EAI_NONAME || rc == EAI_FAIL || rc == EAI_AGAIN)
+            printf("%s has no addresses (%s)\n", host, gai_strerror(rc));
+        else if (rc != 0)
+            failed = report(host, rc);
     }
-    for (int i = 1; i < argc; i++)
-        if (print_addresses(argv[i]) < 0)
-            failed = 1;
+    for (int i = 1; i < argc; i++) {
+        int rc = print_addresses(argv[i]);
+        if (rc != 0)
+            failed = report(argv[i], rc);
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "%s: write to stdout: %s\n", PROG, strerror(errno));
+        return 1;
+    }
     return failed ? 1 : 0;
 }

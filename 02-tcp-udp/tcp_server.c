@@ -15,8 +15,10 @@
  * usage: tcp_server [-a ADDR] [-p PORT] [-q] [-t SECONDS]
  */
 #include "net.h"
+#include "stop.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -39,22 +41,56 @@ static void usage(void)
     exit(2);
 }
 
-/* Bound how long recv() and send() may block on this client. Without it,
- * one silent client holds an iterative server for ever. */
-static void set_idle_timeout(int fd, const struct timeval *idle)
+/* socket() -> bind() -> listen(): a socket that takes connections. */
+static int open_listener(const char *addr, const char *port)
 {
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, idle, sizeof *idle);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, idle, sizeof *idle);
+    struct addrinfo *ai = server_address(PROG, addr, port, SOCK_STREAM);
+    char where[ADDR_STRLEN];
+    int one = 1;
+
+    format_addr(ai->ai_addr, where, sizeof where);
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0)
+        die_sys(PROG, "socket", where);
+    /* Without SO_REUSEADDR a restarted server cannot bind while connections
+     * of its previous run sit in TIME_WAIT. (A second server still cannot
+     * bind a port that one is listening on: TCP refuses that anyway.) */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+        die_sys(PROG, "setsockopt SO_REUSEADDR", where);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        die_sys(PROG, "bind", where);
+    /* From here on the kernel completes handshakes by itself and queues
+     * the connections, up to the backlog, until we accept() them. */
+    if (listen(fd, SOMAXCONN) < 0)
+        die_sys(PROG, "listen", where);
+    freeaddrinfo(ai);
+    return fd;
 }
 
-/* Send each echo at once. With Nagle's algorithm on, TCP holds back a
- * piece smaller than a full segment until the previous one is
- * acknowledged, and the client may delay that ACK by up to 40 ms: a
- * 64 KiB echo sent back as four 16 KiB pieces would stall on every one. */
-static void disable_nagle(int fd)
+/* Set a client's socket up for echoing; -1 (errno set) if the kernel
+ * refuses, and then we close that one connection rather than serve it
+ * half-configured.
+ *
+ * TCP_NODELAY sends each echo at once. With Nagle's algorithm on, TCP
+ * holds back a piece smaller than a full segment until the previous one is
+ * acknowledged, and the client may delay that ACK by up to 40 ms: a 64 KiB
+ * echo sent back as four 16 KiB pieces would stall on every one.
+ *
+ * SO_RCVTIMEO and SO_SNDTIMEO bound how long recv() and send() may block
+ * on this client. Without them, one silent client holds an iterative
+ * server for ever. */
+static int prepare_client(int fd, const struct timeval *idle)
 {
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        return -1;
+    if (idle->tv_sec == 0 && idle->tv_usec == 0)
+        return 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, idle, sizeof *idle) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, idle, sizeof *idle) < 0)
+        return -1;
+    return 0;
 }
 
 /* Say why the conversation ended, in the words a reader would use. */
@@ -78,7 +114,7 @@ static void serve_client(int fd, const char *peer, unsigned long nth, int quiet)
     int err = 0;
 
     if (!quiet)
-        fprintf(stderr, "%s: %s connected (client #%lu)\n", PROG, peer, nth);
+        log_line("%s: %s connected (client #%lu)\n", PROG, peer, nth);
     for (;;) {
         ssize_t n = recv(fd, buf, sizeof buf, 0);
         if (n == 0)
@@ -99,8 +135,8 @@ static void serve_client(int fd, const char *peer, unsigned long nth, int quiet)
     if (stop_requested())
         err = EINTR;
     if (!quiet)
-        fprintf(stderr, "%s: %s closed after %llu bytes echoed: %s\n", PROG, peer,
-                echoed, why_closed(err));
+        log_line("%s: %s closed after %llu bytes echoed: %s\n", PROG, peer, echoed,
+                 why_closed(err));
 }
 
 int main(int argc, char **argv)
@@ -109,50 +145,57 @@ int main(int argc, char **argv)
     int quiet = 0, opt;
     struct timeval idle = {0, 0};
 
+    init_program(PROG);
+    /* Each option is checked where it is read: "-p 99999 -p 0" is an error
+     * too, not "the last one wins". */
     while ((opt = getopt(argc, argv, "a:p:qt:")) != -1) {
         switch (opt) {
-        case 'a': addr = optarg; break;
-        case 'p': port = optarg; break;
+        case 'a': if (!is_numeric_addr(addr = optarg)) usage(); break;
+        case 'p': if (parse_port(port = optarg, 0) < 0) usage(); break;
         case 'q': quiet = 1; break;
         case 't': if (parse_seconds(optarg, &idle) < 0) usage(); break;
         default: usage();
         }
     }
-    if (optind != argc || !is_numeric_addr(addr) || parse_port(port, 0) < 0)
+    if (optind != argc)
         usage();
 
-    install_signal_handlers();
-    int listen_fd = open_server_socket(PROG, addr, port, SOCK_STREAM);
+    install_stop_handlers(PROG);
+    raise_fd_limit(PROG);
+    int listen_fd = open_listener(addr, port);
     watch_listener(listen_fd);
-    announce_listening(listen_fd);
+    announce_listening(PROG, listen_fd);
 
     unsigned long served = 0;
     while (!stop_requested()) {
         struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
         char peer[ADDR_STRLEN];
 
         /* accept() blocks until a client has connected, then hands us a
          * new socket for that one client; listen_fd keeps listening. */
-        int fd = accept_client(PROG, listen_fd, &ss);
+        int fd = accept(listen_fd, (struct sockaddr *)&ss, &len);
         if (fd < 0) {
-            if (stop_requested())
-                break;
-            fprintf(stderr, "%s: accept: %s\n", PROG, strerror(errno));
+            if (stop_requested() || can_retry_accept(PROG, errno))
+                continue;
+            log_line("%s: accept: %s\n", PROG, strerror(errno));
             close(listen_fd);
             return 1;
         }
         watch_client(fd);
         if (!stop_requested()) {
             format_addr((struct sockaddr *)&ss, peer, sizeof peer);
-            disable_nagle(fd);
-            if (idle.tv_sec != 0 || idle.tv_usec != 0)
-                set_idle_timeout(fd, &idle);
-            serve_client(fd, peer, ++served, quiet);
+            if (prepare_client(fd, &idle) == 0)
+                serve_client(fd, peer, ++served, quiet);
+            else
+                log_line("%s: %s: setsockopt: %s (closed)\n", PROG, peer, strerror(errno));
         }
         watch_client(-1);
         close(fd);
     }
     watch_listener(-1);
     close(listen_fd);
+    if (log_lines_dropped() > 0)
+        log_line("%s: %llu log lines dropped (stderr was full)\n", PROG, log_lines_dropped());
     return 0;
 }

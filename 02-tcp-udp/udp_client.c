@@ -16,21 +16,19 @@
 #include "net.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PROG "udp_client"
-#define MAX_DATAGRAM 65536
-/* Replies that are not ours (late answers to an earlier try) we tolerate
- * per try before counting the try as lost, so a chatty peer cannot keep
- * us waiting for ever. */
-#define MAX_STRAY 16
 
 struct exchange {
     int fd;
     int retries;
+    int timeout_ms;         /* how long one try waits for its reply */
     char peer[ADDR_STRLEN];
     char reply[MAX_DATAGRAM];
 };
@@ -48,6 +46,39 @@ static void usage(void)
     exit(2);
 }
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* Wait until DEADLINE (a now_ms() value) for the datagram MSG to come
+ * back. Returns 1 when it came, 0 when the deadline passed, -1 on error
+ * (said). Other datagrams are reported and ignored; poll() is given only
+ * the time that is left, so however many come, we stop at the deadline. */
+static int wait_for_echo(struct exchange *x, const char *msg, size_t len, long long deadline)
+{
+    struct pollfd p = {.fd = x->fd, .events = POLLIN};
+
+    for (long long left; (left = deadline - now_ms()) > 0;) {
+        int ready = poll(&p, 1, (int)left);
+        if (ready == 0 || (ready < 0 && errno == EINTR))
+            continue;
+        ssize_t n = ready < 0 ? -1 : recv(x->fd, x->reply, sizeof x->reply, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "%s: recv from %s: %s\n", PROG, x->peer, strerror(errno));
+            return -1;
+        }
+        if ((size_t)n == len && memcmp(x->reply, msg, len) == 0)
+            return 1;
+        fprintf(stderr, "%s: ignoring a %zd-byte reply that does not match\n", PROG, n);
+    }
+    return 0;
+}
+
 /* Send MSG and wait for the identical datagram to come back, trying again
  * after each timeout. Returns 0 when it came, -1 after saying why not. */
 static int send_and_wait(struct exchange *x, const char *msg, size_t len)
@@ -57,20 +88,9 @@ static int send_and_wait(struct exchange *x, const char *msg, size_t len)
             fprintf(stderr, "%s: send to %s: %s\n", PROG, x->peer, strerror(errno));
             return -1;
         }
-        for (int stray = 0; stray < MAX_STRAY; stray++) {
-            ssize_t n = recv(x->fd, x->reply, sizeof x->reply, 0);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                break;                          /* timed out: try again */
-            if (n < 0) {
-                fprintf(stderr, "%s: recv from %s: %s\n", PROG, x->peer, strerror(errno));
-                return -1;
-            }
-            if ((size_t)n == len && memcmp(x->reply, msg, len) == 0)
-                return 0;
-            fprintf(stderr, "%s: ignoring a %zd-byte reply that does not match\n", PROG, n);
-        }
+        int got = wait_for_echo(x, msg, len, now_ms() + x->timeout_ms);
+        if (got != 0)
+            return got > 0 ? 0 : -1;
         if (try < x->retries)
             fprintf(stderr, "%s: no reply from %s, sending again (retry %d of %d)\n",
                     PROG, x->peer, try + 1, x->retries);
@@ -85,9 +105,11 @@ static int echo_message(struct exchange *x, const char *msg, size_t len)
 {
     if (send_and_wait(x, msg, len) < 0)
         return -1;
-    fwrite(x->reply, 1, len, stdout);
-    putchar('\n');
-    fflush(stdout);
+    if (fwrite(x->reply, 1, len, stdout) != len || putchar('\n') == EOF ||
+        fflush(stdout) != 0) {
+        fprintf(stderr, "%s: write to stdout: %s\n", PROG, strerror(errno));
+        return -1;
+    }
     return 0;
 }
 
@@ -117,7 +139,7 @@ static int echo_test(struct exchange *x, size_t size)
     if (msg == NULL)
         return -1;
     for (size_t i = 0; i < size; i++)
-        msg[i] = (char)(i % 251);
+        msg[i] = test_byte(i);
     rc = send_and_wait(x, msg, size);
     free(msg);
     if (rc == 0)
@@ -132,35 +154,41 @@ int main(int argc, char **argv)
     long long retries = 2, size = -1;
     int opt, rc = 0;
 
+    init_program(PROG);
     while ((opt = getopt(argc, argv, "a:p:t:r:n:")) != -1) {
         switch (opt) {
         case 'a': host = optarg; break;
-        case 'p': port = optarg; break;
+        case 'p': if (parse_port(port = optarg, 1) < 0) usage(); break;
         case 't': if (parse_seconds(optarg, &timeout) < 0) usage(); break;
         case 'r': if ((retries = parse_count(optarg, 0, 100)) < 0) usage(); break;
         case 'n': if ((size = parse_count(optarg, 0, MAX_DATAGRAM - 1)) < 0) usage(); break;
         default: usage();
         }
     }
-    if (parse_port(port, 1) < 0 || (size >= 0 && optind != argc))
+    if (size >= 0 && optind != argc)
         usage();
 
     struct exchange *x = malloc(sizeof *x);
     if (x == NULL)
         return 1;
-    x->fd = connect_to(PROG, host, port, SOCK_DGRAM);
+    /* connect() on a UDP socket sends nothing and so waits for nothing:
+     * no timeout to give it. */
+    x->fd = connect_to(PROG, host, port, SOCK_DGRAM, NULL);
     if (x->fd < 0) {
         free(x);
         return 1;
     }
     x->retries = (int)retries;
+    x->timeout_ms = (int)(timeout.tv_sec * 1000 + timeout.tv_usec / 1000);
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof ss;
-    getpeername(x->fd, (struct sockaddr *)&ss, &sslen);
+    if (getpeername(x->fd, (struct sockaddr *)&ss, &sslen) < 0) {
+        fprintf(stderr, "%s: getpeername: %s\n", PROG, strerror(errno));
+        close(x->fd);
+        free(x);
+        return 1;
+    }
     format_addr((struct sockaddr *)&ss, x->peer, sizeof x->peer);
-    /* SO_RCVTIMEO turns a recv() that would wait for ever into one that
-     * fails with EAGAIN after the timeout: our "the reply was lost". */
-    setsockopt(x->fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
 
     if (size >= 0)
         rc = echo_test(x, (size_t)size);
@@ -172,5 +200,9 @@ int main(int argc, char **argv)
 
     close(x->fd);
     free(x);
+    if (rc == 0 && fflush(stdout) != 0) {
+        fprintf(stderr, "%s: write to stdout: %s\n", PROG, strerror(errno));
+        rc = -1;
+    }
     return rc == 0 ? 0 : 1;
 }

@@ -5,7 +5,9 @@
  * where the check has a "limitation" test, it asserts the documented
  * limitation instead. `make bench` runs every stage marked bench.
  *
- * Adding a chapter is one row here (plus any new check in harness.c).
+ * Adding a chapter is its directory (NN-name/ with a Makefile, found by
+ * pattern) plus one row here; a new kind of check is a function in a
+ * checks_*.c file and a row in the check table of harness.c.
  */
 #ifndef STAGES_H
 #define STAGES_H

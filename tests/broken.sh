@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# broken.sh - each chapter can put a classic mistake back into its code
+# (`make -C NN-name BROKEN=VARIANT`); the harness must then fail the check
+# that guards against it. This proves, on every `make test`, that the
+# check can fail. A chapter lists its variants with `make -s broken-list`:
+# one line per variant, "VARIANT CHECK" (CHECK: a report card column).
+#
+# Each broken build happens in a scratch copy, so the real build is left
+# alone.  usage: tests/broken.sh       (from the top of the repo)
+set -euo pipefail
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+mkdir "$scratch/tests"
+cp tests/shortio.so tests/faults.so tests/loadgen "$scratch/tests/"
+
+caught=0 missed=0
+for dir in [0-9][0-9]-*/; do
+    ch=${dir%/}
+    while read -r variant check; do
+        [ -n "$variant" ] || continue
+        rm -rf "${scratch:?}/$ch"
+        cp -r "$ch" "$scratch/$ch"
+        make -s -C "$scratch/$ch" clean >/dev/null
+        make -s -C "$scratch/$ch" BROKEN="$variant" >/dev/null
+        if CK_FORK=yes tests/harness -r "$scratch" -s "$ch" -c "$check" -V >"$scratch/log" 2>&1; then
+            echo "broken: $ch BROKEN=$variant passed '$check': that check cannot catch it" >&2
+            missed=$((missed + 1))
+        else
+            echo "broken: $ch BROKEN=$variant caught by '$check':"
+            grep -E '^[a-z_]+\.c:[0-9]+:[FE]:' "$scratch/log" | head -n 1 | sed 's/^/    /'
+            caught=$((caught + 1))
+        fi
+        rm -rf "${scratch:?}/$ch"
+    done < <(make -s -C "$ch" broken-list)
+done
+echo "broken: $caught passed, $missed failed (classic mistakes put back in must be caught)"
+[ "$missed" = 0 ]

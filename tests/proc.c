@@ -1,0 +1,276 @@
+/*
+ * proc.c - starting the programs under test, waiting for them, stopping
+ * servers. Every wait here is on a readiness signal (a pidfd, the
+ * "listening on" line) bounded by a deadline, never on a sleep.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int ms(int base)
+{
+    return cfg.pass == VALGRIND ? base * 10 : cfg.pass == SHORT_IO ? base * 3 : base;
+}
+
+long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+int wait_for(int fd, short events, long long deadline)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        long long left = deadline - now_ms();
+        int n = poll(&p, 1, left < 0 ? 0 : (int)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n;
+    }
+}
+
+static int temp_file(void)
+{
+    FILE *f = tmpfile();
+    ck_assert_msg(f != NULL, "tmpfile: %s", strerror(errno));
+    int fd = dup(fileno(f));
+    fclose(f);
+    return fd;
+}
+
+char *slurp(int fd)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    ssize_t n;
+
+    lseek(fd, 0, SEEK_SET);         /* fails harmlessly on a pipe */
+    while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)n;
+        if (cap - len < 2)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+/* The command line: valgrind in front in that pass, then the program. */
+static void build_argv(const char *path, const char *const *args, const char **argv)
+{
+    int n = 0;
+    if (cfg.pass == VALGRIND) {
+        static const char *const vg[] = {"valgrind", "--quiet", "--leak-check=full",
+                                         "--errors-for-leak-kinds=definite,indirect",
+                                         "--error-exitcode=99"};
+        for (size_t i = 0; i < sizeof vg / sizeof vg[0]; i++)
+            argv[n++] = vg[i];
+    }
+    argv[n++] = path;
+    for (int i = 0; args[i] != NULL; i++) {
+        ck_assert_msg(n < MAX_ARGS - 1, "too many arguments for %s", path);
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+}
+
+/* In the child, before exec: descriptors, environment, signals. */
+static void child_setup(const struct spawn_opts *o, int in, int out, int err)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* An ignored signal stays ignored across exec: give the program the
+     * default SIGPIPE, so it must protect itself as in real life. */
+    signal(SIGPIPE, SIG_DFL);
+    if (cfg.pass == SHORT_IO)
+        setenv("LD_PRELOAD", cfg.shortio, 1);
+    if (o->fault != NULL) {
+        setenv("LD_PRELOAD", cfg.faults, 1);
+        setenv("FAULT", o->fault, 1);
+    }
+    if (o->out == OUT_PATH && (out = open(o->out_path, O_WRONLY)) < 0)
+        _exit(127);
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        _exit(127);
+    closefrom(3);
+    for (int fd = 0; fd <= 2; fd++)
+        if (o->closed_fds & (1u << fd))
+            close(fd);
+}
+
+struct proc spawn(const char *dir, const char *prog, const char *const *args,
+                  const struct spawn_opts *o)
+{
+    static const struct spawn_opts defaults;
+    struct proc p = {.status = -1, .out = -1};
+    int inp[2], outp[2], errp[2];
+    char path[512];
+    const char *argv[MAX_ARGS];
+
+    if (o == NULL)
+        o = &defaults;
+    snprintf(path, sizeof path, "%s/%s/%s", cfg.root, dir, prog);
+    ck_assert_msg(access(path, X_OK) == 0, "%s is not built (run make)", path);
+    build_argv(path, args, argv);
+    ck_assert(pipe(inp) == 0);
+    if (o->out == OUT_PIPE || o->out == OUT_NO_READER)
+        ck_assert(pipe(outp) == 0);
+    else
+        outp[0] = outp[1] = temp_file();
+    if (o->err_unread)
+        ck_assert(pipe(errp) == 0);
+    else
+        errp[0] = errp[1] = temp_file();
+    if (o->out == OUT_NO_READER) {
+        close(outp[0]);
+        outp[0] = -1;
+    }
+
+    p.pid = fork();
+    ck_assert_msg(p.pid >= 0, "fork: %s", strerror(errno));
+    if (p.pid == 0) {
+        child_setup(o, inp[0], outp[1], errp[1]);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(inp[0]);
+    if (o->in != NULL && *o->in != '\0')
+        ck_assert(write(inp[1], o->in, strlen(o->in)) == (ssize_t)strlen(o->in));
+    close(inp[1]);
+    if (outp[1] != outp[0])
+        close(outp[1]);
+    if (errp[1] != errp[0])
+        close(errp[1]);
+    p.out = outp[0];
+    p.err = errp[0];
+    p.pidfd = pidfd_open(p.pid, 0);
+    ck_assert_msg(p.pidfd >= 0, "pidfd_open: %s", strerror(errno));
+    return p;
+}
+
+int finish(struct proc *p, int timeout)
+{
+    p->hung = wait_for(p->pidfd, POLLIN, now_ms() + timeout) == 0;
+    if (p->hung)
+        kill(p->pid, SIGKILL);
+    while (waitpid(p->pid, &p->status, 0) < 0 && errno == EINTR)
+        ;
+    close(p->pidfd);
+    return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
+}
+
+void release(struct proc *p)
+{
+    if (p->out >= 0)
+        close(p->out);
+    close(p->err);
+}
+
+int run(const char *dir, const char *prog, const char *in, char **out, char **err,
+        const char *const *args)
+{
+    struct spawn_opts o = {.in = in};
+    struct proc p = spawn(dir, prog, args, &o);
+    int code = finish(&p, ms(10000));
+    if (out != NULL)
+        *out = slurp(p.out);
+    if (err != NULL)
+        *err = slurp(p.err);
+    release(&p);
+    return code;
+}
+
+void assert_run_prints(const char *dir, const char *prog, const char *in, const char *want,
+                       const char *const *args)
+{
+    char *out, *err;
+    int code = run(dir, prog, in, &out, &err, args);
+    ck_assert_msg(code == 0, "%s exited %d; stderr: %s", prog, code, err);
+    ck_assert_msg(strcmp(out, want) == 0, "%s printed '%s', want '%s'", prog, out, want);
+    free(out);
+    free(err);
+}
+
+/* Read the first line of FD (at most LEN-1 bytes) before DEADLINE. */
+static void read_line(int fd, char *line, size_t len, long long deadline, const char *who,
+                      const struct proc *p)
+{
+    size_t n = 0;
+    while (n < len - 1 && (n == 0 || line[n - 1] != '\n')) {
+        ck_assert_msg(wait_for(fd, POLLIN, deadline) == 1,
+                      "%s: no 'listening on' line within %d ms", who, ms(5000));
+        if (read(fd, line + n, 1) <= 0)
+            ck_abort_msg("%s exited before it was ready: %s", who, slurp(p->err));
+        n++;
+    }
+    line[n] = '\0';
+}
+
+/* The -a value in ARGS, or the default address. */
+static const char *addr_in(const char *const *args)
+{
+    for (int i = 0; args[i] != NULL && args[i + 1] != NULL; i++)
+        if (strcmp(args[i], "-a") == 0)
+            return args[i + 1];
+    return "127.0.0.1";
+}
+
+struct server start_server(const char *dir, const char *prog, const char *const *args,
+                           const struct spawn_opts *o)
+{
+    struct server s;
+    struct spawn_opts opts = o != NULL ? *o : (struct spawn_opts){0};
+    const char *argv[MAX_ARGS] = {"-p", "0"};
+    char line[128], prefix[80], who[128];
+    int n = 2, port = 0;
+
+    for (int i = 0; args[i] != NULL && n < MAX_ARGS - 1; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    opts.out = OUT_PIPE;
+    s.p = spawn(dir, prog, argv, &opts);
+    snprintf(who, sizeof who, "%s/%s", dir, prog);
+    read_line(s.p.out, line, sizeof line, now_ms() + ms(5000), who, &s.p);
+    /* Exactly "listening on ADDR:PORT\n", ADDR as asked for with -a. */
+    const char *addr = addr_in(args);
+    snprintf(prefix, sizeof prefix, strchr(addr, ':') ? "listening on [%s]:" : "listening on %s:",
+             addr);
+    char tail = 0;
+    ck_assert_msg(strncmp(line, prefix, strlen(prefix)) == 0 &&
+                      sscanf(line + strlen(prefix), "%d%c", &port, &tail) == 2 &&
+                      tail == '\n' && port > 0 && port < 65536,
+                  "%s: bad readiness line '%s'", who, line);
+    s.port = port;
+    snprintf(s.portstr, sizeof s.portstr, "%d", port);
+    return s;
+}
+
+char *stop_server(struct server *s)
+{
+    kill(s->p.pid, SIGTERM);
+    int code = finish(&s->p, ms(1000));
+    char *err = slurp(s->p.err);
+    release(&s->p);
+    ck_assert_msg(!s->p.hung, "server still running %d ms after SIGTERM; stderr:\n%.2000s",
+                  ms(1000), err);
+    ck_assert_msg(code == 0, "server ended with %s %d after SIGTERM%s; stderr:\n%.2000s",
+                  code < 0 ? "signal" : "exit", code < 0 ? WTERMSIG(s->p.status) : code,
+                  code == 99 && cfg.pass == VALGRIND ? " (valgrind found errors)" : "", err);
+    return err;
+}
+
+void stop_server_quietly(struct server *s)
+{
+    free(stop_server(s));
+}
