@@ -4,8 +4,9 @@
 #
 #   make              build every chapter and the test tools
 #   make test         every check against every stage, then the short-I/O
-#                     and valgrind passes; and the lessons' code quotes must
-#                     match the code, and carried-over files their originals
+#                     and valgrind passes; the lessons' code quotes must
+#                     match the code, carried-over files their originals,
+#                     and each chapter's BROKEN= mistake must be caught
 #   make bench        the stage comparison (QUICK=1: a smoke run of ~5 s)
 #   make diff CH=02   what chapter 02 changed in the code of chapter 01
 #   make clean
@@ -28,6 +29,7 @@ test: $(CHAPTERS) tools
 	@for ch in $(CHAPTERS); do $(MAKE) -s -C $$ch carried || exit 1; done
 	@echo "carried: every chapter's carried-over files match the chapter before"
 	$(MAKE) -C tests test
+	tests/broken.sh
 
 bench: $(CHAPTERS) tools
 	tests/bench.sh $(BENCH_SECONDS)

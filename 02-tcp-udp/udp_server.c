@@ -155,6 +155,7 @@ int main(int argc, char **argv)
         return 1;
     }
     install_stop_handlers(PROG);
+    raise_fd_limit(PROG);
     int fd = open_udp_socket(addr, port);
     struct sockaddr_storage self;
     socklen_t self_len = sizeof self;
