@@ -502,20 +502,17 @@ static int copy_response_body(struct reader *r, const struct framing *f, size_t 
 
 int main(int argc, char **argv)
 {
-    const char *seconds = DEFAULT_TIMEOUT;
     struct timeval timeout;
     struct url u;
     char request[MAX_LINE];
     int opt;
 
     init_program(PROG);
-    while ((opt = getopt(argc, argv, "T:")) != -1) {
-        if (opt != 'T')
+    parse_seconds(DEFAULT_TIMEOUT, &timeout);
+    while ((opt = getopt(argc, argv, "T:")) != -1)
+        if (opt != 'T' || parse_seconds(optarg, &timeout) < 0)
             usage();
-        seconds = optarg;
-    }
-    if (optind != argc - 1 || parse_seconds(seconds, &timeout) < 0 ||
-        parse_url(argv[optind], &u) < 0)
+    if (optind != argc - 1 || parse_url(argv[optind], &u) < 0)
         usage();
     int len = build_request(&u, request, sizeof request);
     if (len < 0) {
