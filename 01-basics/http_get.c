@@ -235,6 +235,12 @@ static ssize_t read_line(struct reader *r, char *line, size_t *raw)
                 fprintf(stderr, "%s: malformed line: it contains a NUL byte\n", PROG);
                 return -1;
             }
+            /* Likewise a CR that does not end the line: some readers take
+             * it for a line break, some for a character (RFC 9112 2.2). */
+            if (memchr(line, '\r', len) != NULL) {
+                fprintf(stderr, "%s: malformed line: a CR inside it\n", PROG);
+                return -1;
+            }
             line[len] = '\0';
             return (ssize_t)len;
         }

@@ -303,6 +303,8 @@ void log_line(const char *fmt, ...)
     if (n < 0)
         return;
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    if (len < (size_t)n)
+        line[len - 1] = '\n';          /* cut short, but still a line */
     /* poll() with timeout 0 asks "could a write go through now?" without
      * waiting. A pipe that says yes takes a short line whole (up to
      * PIPE_BUF bytes go in one piece), so the write() cannot block. */

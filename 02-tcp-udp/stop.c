@@ -47,6 +47,13 @@ void install_stop_handlers(const char *prog)
     sa.sa_flags = 0; /* no SA_RESTART: blocking calls return EINTR */
     if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
         die_sys(prog, "sigaction", "SIGINT/SIGTERM");
+    /* Started in the background of a terminal set to `stty tostop`, a
+     * server would be stopped (SIGTTOU) by its first log line - and a
+     * stopped process does not even see SIGTERM. Ignored, the write fails
+     * with EIO instead, and log_line() drops the line. */
+    sa.sa_handler = SIG_IGN;
+    if (sigaction(SIGTTOU, &sa, NULL) < 0)
+        die_sys(prog, "sigaction", "SIGTTOU");
 }
 
 int stop_requested(void)

@@ -83,7 +83,7 @@ static ssize_t recv_some(struct link *l, char *buf, size_t len, const char *what
  * of pieces. Returns 0, or -1 after saying what went wrong. */
 static int recv_exact(struct link *l, char *buf, size_t len)
 {
-    char what[64];
+    char what[80];
 
     for (size_t got = 0; got < len;) {
         snprintf(what, sizeof what, "the echo (%zu of %zu bytes back)", got, len);
@@ -285,6 +285,12 @@ static int read_messages(struct link *l, struct reassembly *r, unsigned long unt
             return -1;
         r->glued += taken > 1;
         r->split += r->have > 0;
+    }
+    /* Everything we sent is back: anything more - a whole message or a
+     * piece of one - the server made up. */
+    if (r->next > until || r->have > 0) {
+        fprintf(stderr, "%s: server sent more than we sent it\n", PROG);
+        return -1;
     }
     return 0;
 }

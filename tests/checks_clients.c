@@ -22,7 +22,7 @@ static const struct bad_echo {
     const char *opt, *val;      /* tcp_client's mode (NULL: stdin lines) */
     const char *in;             /* its stdin */
     size_t len;                 /* bytes the peer reads before answering */
-    enum { FLIP, CUT, EXTRA } how;
+    enum { FLIP, CUT, EXTRA, GLUED } how;  /* GLUED: one extra byte in the same send */
     size_t at;                  /* FLIP: byte changed (xor MASK); CUT: bytes sent back */
     unsigned char mask;
     const char *complaint;
@@ -33,6 +33,7 @@ static const struct bad_echo {
     {"-n", "1000", NULL, 1000, EXTRA, 0, 0, "server sent more than we sent it"},
     {NULL, NULL, "upper case\n", 11, FLIP, 0, 0x20, "byte 0 differs: sent 0x75, got 0x55"},
     {"-m", "3", NULL, 123, FLIP, 0, 0x01, "message 0: length 16777216, want 0"},
+    {"-m", "3", NULL, 123, GLUED, 0, 0, "server sent more than we sent it"},
 };
 
 static void tcp_client_vs_bad_peer(const struct stage *st, const struct bad_echo *b)
@@ -41,15 +42,17 @@ static void tcp_client_vs_bad_peer(const struct stage *st, const struct bad_echo
     struct fake f = fake_start(SOCK_STREAM, st->dir, st->tcp_client,
                                b->opt ? ARGS("-p", "PORT", b->opt, b->val) : ARGS("-p", "PORT"),
                                &o);
-    char buf[1000], *err;
+    char buf[1001], *err;
     int eof;
     fake_accept(&f);
     ck_assert_int_eq(recv_until(f.fd, buf, b->len, now_ms() + ms(5000), &eof), b->len);
     if (b->how == FLIP)
         buf[b->at] ^= (char)b->mask;
-    send_bytes(f.fd, buf, b->how == CUT ? b->at : b->len);
-    if (b->how == EXTRA) {
-        send_bytes(f.fd, "+", 1);
+    buf[b->len] = '+';
+    send_bytes(f.fd, buf, b->how == CUT ? b->at : b->how == GLUED ? b->len + 1 : b->len);
+    if (b->how == EXTRA || b->how == GLUED) {
+        if (b->how == EXTRA)
+            send_bytes(f.fd, "+", 1);
         /* Read until the client's half-close, so our close sends no reset
          * that could overtake the extra byte. */
         recv_until(f.fd, buf, sizeof buf, now_ms() + ms(5000), &eof);

@@ -107,6 +107,9 @@ static const struct http_case http_cases[] = {
      {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\n",
       "until the end"}, 0, 1, NULL, 0,
      "HTTP/1.1 200 OK\nContent-Length: 2\nTransfer-Encoding: gzip\n\nuntil the end", NULL},
+    {"a CR inside a line: a line break to some readers, a character to others", "/", "/",
+     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\r\n\r\n3\r\nabc\r\n0\r\n\r\n"}, 0, 1,
+     NULL, 1, NULL, "http_get: malformed line: a CR inside it"},
 
     /* No wait without an end. */
     {"the head, then silence with the connection open (-T 0.5)", "/", "/",
