@@ -289,7 +289,9 @@ int send_all(int fd, const void *buf, size_t len)
 }
 
 /* Lines the log could not take at once. A process has one stderr, so one
- * counter: like errno, a property of the process. */
+ * counter: like errno, a property of the process. Guarded, like the poll()
+ * and write() below, by stderr's own stdio lock (flockfile()), so threads
+ * can log at once. */
 static unsigned long long dropped_lines;
 
 void log_line(const char *fmt, ...)
@@ -307,14 +309,20 @@ void log_line(const char *fmt, ...)
         line[len - 1] = '\n';          /* cut short, but still a line */
     /* poll() with timeout 0 asks "could a write go through now?" without
      * waiting. A pipe that says yes takes a short line whole (up to
-     * PIPE_BUF bytes go in one piece), so the write() cannot block. */
+     * PIPE_BUF bytes go in one piece), so the write() cannot block - as
+     * long as no other thread writes in between: hence the lock. */
     struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
+    flockfile(stderr);
     if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT) ||
         write(STDERR_FILENO, line, len) != (ssize_t)len)
         dropped_lines++;
+    funlockfile(stderr);
 }
 
 unsigned long long log_lines_dropped(void)
 {
-    return dropped_lines;
+    flockfile(stderr);
+    unsigned long long n = dropped_lines;
+    funlockfile(stderr);
+    return n;
 }

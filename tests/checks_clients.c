@@ -60,8 +60,9 @@ static void tcp_client_vs_bad_peer(const struct stage *st, const struct bad_echo
     close(f.fd);
     f.fd = -1;
     int code = fake_finish(&f, ms(5000), NULL, &err);
-    ck_assert_msg(code == 1, "tcp_client exit %d against a bad echo; stderr: %s", code, err);
-    assert_contains(err, b->complaint, "tcp_client");
+    ck_assert_msg(code == 1, "%s exit %d against a bad echo; stderr: %s", st->tcp_client, code,
+                  err);
+    assert_contains(err, b->complaint, st->tcp_client);
     free(err);
 }
 

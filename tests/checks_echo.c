@@ -23,8 +23,9 @@ void check_tcp_echo(const struct stage *st)
         close(fd);
     }
     /* The course's own client: checked data, then interactive lines. */
-    assert_run_prints(st->dir, st->tcp_client, NULL,
-                      "tcp_client: 300001 bytes echoed, all correct\n",
+    char want[128];
+    snprintf(want, sizeof want, "%s: 300001 bytes echoed, all correct\n", st->tcp_client);
+    assert_run_prints(st->dir, st->tcp_client, NULL, want,
                       ARGS("-p", s.portstr, "-n", "300001"));
     assert_run_prints(st->dir, st->tcp_client, "first line\n\nthird, no newline",
                       "first line\n\nthird, no newline", ARGS("-p", s.portstr));
@@ -100,8 +101,10 @@ void check_framing(const struct stage *st)
     char *out, *err;
     int code = run(st->dir, st->tcp_client, NULL, &out, &err,
                    ARGS("-p", s.portstr, "-m", "2000"));
-    ck_assert_msg(code == 0, "tcp_client -m 2000: exit %d; stderr: %s", code, err);
-    assert_prefix(out, "tcp_client: 2000 messages echoed, all correct; ");
+    char want[128];
+    snprintf(want, sizeof want, "%s: 2000 messages echoed, all correct; ", st->tcp_client);
+    ck_assert_msg(code == 0, "%s -m 2000: exit %d; stderr: %s", st->tcp_client, code, err);
+    assert_prefix(out, want);
     free(out);
     free(err);
     stop_server_quietly(&s);

@@ -20,6 +20,10 @@ enum property {
     P_UDP_ECHO     = 1 << 4,  /* every datagram comes back whole */
     P_IDLE_TIMEOUT = 1 << 5,  /* -t SECONDS closes a silent client */
     P_CONCURRENT   = 1 << 6,  /* serves a second client while a first stays */
+    P_MAX_CONNS    = 1 << 7,  /* -m MAX connections; beyond, or without a
+                                 thread for it: "server busy" */
+    P_COUNTERS     = 1 << 8,  /* SIGUSR1 and exit print the counters */
+    P_FORK         = 1 << 9,  /* -f: a process per connection */
 };
 
 struct stage {
@@ -39,6 +43,10 @@ static const struct stage stages[] = {
     {.dir = "02-tcp-udp", .tcp_server = "tcp_server", .udp_server = "udp_server",
      .tcp_client = "tcp_client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT, .bench = 1},
+    {.dir = "03-threads", .tcp_server = "server", .udp_server = "server",
+     .tcp_client = "client", .udp_client = "udp_client",
+     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
+              P_COUNTERS | P_FORK, .bench = 1},
 };
 
 #define NSTAGES ((int)(sizeof stages / sizeof stages[0]))
