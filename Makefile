@@ -3,8 +3,8 @@
 # Makefile, plus one row in tests/stages.h; nothing here names chapters.
 #
 #   make              build every chapter and the test tools
-#   make test         every check against every stage, then the short-I/O
-#                     and valgrind passes; the lessons' code quotes must
+#   make test         every check against every stage, then the short-I/O,
+#                     valgrind and ThreadSanitizer passes; the lessons' code quotes must
 #                     match the code, carried-over files their originals,
 #                     and each chapter's BROKEN= mistake must be caught
 #   make bench        the stage comparison (QUICK=1: a smoke run of ~5 s)
@@ -29,6 +29,7 @@ test: $(CHAPTERS) tools
 	@for ch in $(CHAPTERS); do $(MAKE) -s -C $$ch carried || exit 1; done
 	@echo "carried: every chapter's carried-over files match the chapter before"
 	$(MAKE) -C tests test
+	tests/tsan.sh
 	tests/broken.sh
 
 bench: $(CHAPTERS) tools

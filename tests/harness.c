@@ -18,7 +18,7 @@
  * checks_*.c file of its family, declared in harness.h, and a row in
  * the table below.
  *
- * usage: harness [-r ROOT] [-s STAGE] [-c CHECK] [-V]
+ * usage: harness [-r ROOT] [-s STAGE] [-c CHECK] [-V] [-P]
  */
 #include "harness.h"
 
@@ -71,6 +71,11 @@ static const struct check checks[] = {
     {"stdout", 0, 0, check_client_output, NULL, IN_VALGRIND, 0},
     {"concur", P_TCP_ECHO, P_CONCURRENT, check_concurrent, limit_concurrent, 0, 0},
     {"load", 0, P_TCP_ECHO, check_load, NULL, IN_SHORT_IO | IN_VALGRIND, 0},
+    {"many", 0, P_CONCURRENT, check_many, NULL, IN_VALGRIND, 0},
+    {"busy", 0, P_MAX_CONNS | P_POOL, check_busy, NULL, 0, 0},
+    {"pool", 0, P_POOL, check_pool, NULL, 0, 0},
+    {"counts", 0, P_COUNTERS, check_counters, NULL, IN_VALGRIND, 0},
+    {"fork", 0, P_FORK, check_processes, NULL, 0, 0},
 };
 #define NCHECKS ((int)(sizeof checks / sizeof checks[0]))
 
@@ -165,12 +170,12 @@ static const char *const pass_names[NPASSES] = {"", "short", "valgrind"};
 static void print_report_card(const struct card *card)
 {
     static const char *const word[] = {".", "-", "pass", "FAIL", "limit", "FAIL"};
-    printf("\nreport card ");
+    printf("\nreport card  ");
     for (int ci = 0; ci < NCHECKS + NPASSES - 1; ci++)
         printf(" %-7s", ci < NCHECKS ? checks[ci].name : pass_names[ci - NCHECKS + 1]);
     printf("\n");
     for (int si = 0; si < NSTAGES; si++) {
-        printf("%-11s ", stages[si].dir);
+        printf("%-13s", stages[si].dir);
         for (int ci = 0; ci < NCHECKS + NPASSES - 1; ci++)
             printf(" %-7s", word[card->v[si][ci]]);
         printf("\n");
@@ -199,7 +204,7 @@ static void add_case(Suite *s, struct card *card, enum pass pass, int si, int ci
 /* What -s, -c and the machine allow to run. */
 struct filter {
     const char *stage, *check;
-    int valgrind, forge;
+    int valgrind, forge, plain_only;
 };
 
 /* Does check CI of stage SI run in PASS? Marks what does not apply. */
@@ -237,7 +242,7 @@ static void run_tools(struct card *card)
 static void run_passes(const struct filter *f, struct card *card)
 {
     for (enum pass pass = PLAIN; pass < NPASSES; pass++) {
-        if (pass == VALGRIND && !f->valgrind)
+        if ((pass == VALGRIND && !f->valgrind) || (pass != PLAIN && f->plain_only))
             break;
         cfg.pass = pass;
         Suite *extra = NULL;
@@ -264,11 +269,12 @@ static void run_passes(const struct filter *f, struct card *card)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: harness [-r ROOT] [-s STAGE] [-c CHECK] [-V]\n"
+    fprintf(stderr, "usage: harness [-r ROOT] [-s STAGE] [-c CHECK] [-V] [-P]\n"
                     "  -r ROOT   where the chapter directories are (default ..)\n"
                     "  -s STAGE  run only this stage (e.g. 02-tcp-udp)\n"
                     "  -c CHECK  run only this check (a report card column, or tools)\n"
-                    "  -V        skip the valgrind pass\n");
+                    "  -V        skip the valgrind pass\n"
+                    "  -P        the plain pass only (no short-I/O, no valgrind)\n");
     exit(2);
 }
 
@@ -291,12 +297,13 @@ int main(int argc, char **argv)
 
     _Static_assert(sizeof card.names[0][0][0] >= 48, "test case names fit");
     _Static_assert(NCHECKS <= 32 && NSTAGES <= 16, "the report card fits a terminal");
-    while ((opt = getopt(argc, argv, "r:s:c:V")) != -1) {
+    while ((opt = getopt(argc, argv, "r:s:c:VP")) != -1) {
         switch (opt) {
         case 'r': cfg.root = optarg; break;
         case 's': f.stage = optarg; break;
         case 'c': f.check = optarg; break;
         case 'V': f.valgrind = 0; break;
+        case 'P': f.plain_only = 1; break;
         default: usage();
         }
     }

@@ -126,6 +126,8 @@ size_t recv_until(int fd, char *buf, size_t len, long long deadline, int *eof);
  * HALF_CLOSE, shutdown(SHUT_WR) after the last byte and require EOF after
  * the last echoed one. Asserts every byte. */
 void echo_check(int fd, size_t size, unsigned seed, int half_close);
+/* Byte I of the test pattern number SEED. */
+unsigned char pattern(size_t i, unsigned seed);
 /* Send a datagram of SIZE pattern bytes and require it back whole. */
 void udp_echo_check(int fd, size_t size, unsigned seed);
 
@@ -170,6 +172,8 @@ check_fn check_tcp_echo, check_half_close, check_reset, check_idle_timeout, chec
     check_concurrent, limit_concurrent, check_load;
 /* checks_udp.c: UDP echo */
 check_fn check_udp_echo, check_udp_self;
+/* checks_threads.c: many clients at once, limits, counters, processes */
+check_fn check_many, check_busy, check_pool, check_counters, check_processes;
 /* checks_clients.c: the clients against bad servers */
 check_fn check_clients, check_client_timeouts, check_client_output;
 /* checks_tools.c: the harness's own tools (no stage: ST is NULL) */

@@ -98,7 +98,7 @@ size_t recv_until(int fd, char *buf, size_t len, long long deadline, int *eof)
     return got;
 }
 
-static unsigned char pattern(size_t i, unsigned seed)
+unsigned char pattern(size_t i, unsigned seed)
 {
     return (unsigned char)((i * 7 + seed + i / 997) & 0xff);
 }

@@ -73,7 +73,7 @@ static void build_argv(const char *path, const char *const *args, const char **a
     int n = 0;
     if (cfg.pass == VALGRIND) {
         static const char *const vg[] = {"valgrind", "--quiet", "--leak-check=full",
-                                         "--errors-for-leak-kinds=definite,indirect",
+                                         "--errors-for-leak-kinds=definite,indirect,possible",
                                          "--error-exitcode=99"};
         for (size_t i = 0; i < sizeof vg / sizeof vg[0]; i++)
             argv[n++] = vg[i];

@@ -3,7 +3,8 @@
  * stages.h stays the one place that says what each stage is. Needs nothing
  * but libc, so `make bench` works before Check is installed.
  *
- * usage: stages [-b]   one line per stage: DIR TCP_SERVER; -b: bench ones only
+ * usage: stages [-b | -t]   one line per stage: DIR TCP_SERVER;
+ *                           -b: bench ones only; -t: threaded ones only
  */
 #include "stages.h"
 
@@ -13,13 +14,14 @@
 int main(int argc, char **argv)
 {
     int bench_only = argc == 2 && strcmp(argv[1], "-b") == 0;
+    int threads_only = argc == 2 && strcmp(argv[1], "-t") == 0;
 
-    if (argc > 2 || (argc == 2 && !bench_only)) {
-        fprintf(stderr, "usage: stages [-b]\n");
+    if (argc > 2 || (argc == 2 && !bench_only && !threads_only)) {
+        fprintf(stderr, "usage: stages [-b | -t]\n");
         return 2;
     }
     for (int i = 0; i < NSTAGES; i++)
-        if (!bench_only || stages[i].bench)
+        if ((!bench_only || stages[i].bench) && (!threads_only || stages[i].threads))
             printf("%s %s\n", stages[i].dir, stages[i].tcp_server);
     return 0;
 }

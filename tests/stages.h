@@ -24,6 +24,8 @@ enum property {
                                  thread for it: "server busy" */
     P_COUNTERS     = 1 << 8,  /* SIGUSR1 and exit print the counters */
     P_FORK         = 1 << 9,  /* -f: a process per connection */
+    P_POOL         = 1 << 10, /* -w WORKERS take clients from a queue of
+                                 -Q LEN; a full queue: "server busy" */
 };
 
 struct stage {
@@ -35,6 +37,7 @@ struct stage {
     const char *udp_client;   /* or NULL */
     unsigned props;
     int bench;                /* compared by `make bench` */
+    int threads;              /* has threads: ThreadSanitizer checks it */
 };
 
 static const struct stage stages[] = {
@@ -46,7 +49,11 @@ static const struct stage stages[] = {
     {.dir = "03-threads", .tcp_server = "server", .udp_server = "server",
      .tcp_client = "client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
-              P_COUNTERS | P_FORK, .bench = 1},
+              P_COUNTERS | P_FORK, .bench = 1, .threads = 1},
+    {.dir = "04-threadpool", .tcp_server = "server", .udp_server = "server",
+     .tcp_client = "client", .udp_client = "udp_client",
+     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_POOL | P_COUNTERS,
+     .bench = 1, .threads = 1},
 };
 
 #define NSTAGES ((int)(sizeof stages / sizeof stages[0]))
