@@ -317,19 +317,20 @@ static void start_connection(int fd, const struct sockaddr_storage *ss)
 }
 
 /* The stop action, run by the signal thread: no new connections, and
- * every blocked call woken - accept() and recvmsg() by shutdown() on their
- * sockets, each worker serving a client by shutdown() on that client's
- * socket (its recv() returns 0), each idle worker by closing the queue
- * (its queue_pop() returns NULL). */
+ * every blocked call woken - each idle worker by closing the queue (its
+ * queue_pop() returns NULL), each worker serving a client by shutdown() on
+ * that client's socket (its recv() returns 0), accept() and recvmsg() by
+ * shutdown() on their sockets. The queue is closed first, so that a worker
+ * let go by its client cannot take one more from it. */
 static void wake_everybody(void)
 {
+    queue_close(waiting);
     pthread_mutex_lock(&pool.lock);
     pool.stopping = 1;
     for (long long i = 0; i < opt.workers; i++)
         if (pool.workers[i].serving != NULL)
             shutdown(pool.workers[i].serving->fd, SHUT_RDWR);
     pthread_mutex_unlock(&pool.lock);
-    queue_close(waiting);
     shutdown(listen_fd, SHUT_RDWR);
     udp_wake();
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench.sh - compare the server designs: every bench stage in stages.h,
-# under loadgen at 1, 10 and 100 connections of 64-byte messages.
+# under loadgen at 1, 10, 100 and 1,000 connections of 64-byte messages.
 #
 # usage: tests/bench.sh [SECONDS]       (run from the top of the repo)
 #   SECONDS   timed window per run (default 3; `make bench QUICK=1` uses 1)
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 seconds=${1:-3}
-conns_list=(1 10 100)
+conns_list=(1 10 100 1000)
 size=64
 out=build
 csv=$out/bench.csv
@@ -62,8 +62,8 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 echo "bench: $(uname -sr), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 echo "bench: ${size}-byte messages, ${seconds} s per run${pin_server:+, server on CPU 0, loadgen on CPU 1}"
 echo
-echo "stage,conns,size,seconds,msgs,msgs_per_s,mib_per_s,p50_us,p99_us,max_us,starved,min_per_conn,max_per_conn,errors,cpu_s" >"$csv"
-printf '%-14s %6s %10s %9s %9s %9s %14s\n' stage conns msgs/s p50_us p99_us starved "min..max/conn"
+echo "stage,conns,size,seconds,msgs,msgs_per_s,mib_per_s,p50_us,p99_us,max_us,starved,refused,min_per_conn,max_per_conn,errors,cpu_s" >"$csv"
+printf '%-14s %6s %10s %9s %9s %11s %8s %14s\n' stage conns msgs/s p50_us p99_us starved refused "min..max/conn"
 while read -r dir prog; do
     for conns in "${conns_list[@]}"; do
         start_server "$dir" "$prog"
@@ -73,15 +73,16 @@ while read -r dir prog; do
         }
         stop_server
         row=$dir
-        for key in conns size seconds msgs msgs_per_s mib_per_s p50_us p99_us max_us starved min_per_conn max_per_conn errors cpu_s; do
+        for key in conns size seconds msgs msgs_per_s mib_per_s p50_us p99_us max_us starved refused min_per_conn max_per_conn errors cpu_s; do
             row+=,$(field "$key" "$result")
         done
         echo "$row" >>"$csv"
-        printf '%-14s %6s %10s %9s %9s %9s %14s\n' "$dir" "$conns" "$(field msgs_per_s "$result")" \
+        printf '%-14s %6s %10s %9s %9s %11s %8s %14s\n' "$dir" "$conns" "$(field msgs_per_s "$result")" \
             "$(field p50_us "$result")" "$(field p99_us "$result")" \
-            "$(field starved "$result")/$conns" \
+            "$(field starved "$result")/$conns" "$(field refused "$result")" \
             "$(field min_per_conn "$result")..$(field max_per_conn "$result")"
     done
 done < <(tests/stages -b)
 echo
-echo "bench: CSV in $csv. starved = connections that got no reply at all."
+echo "bench: CSV in $csv. starved = connections that got no reply at all;"
+echo "bench: refused = those of them the server told \"server busy\"."

@@ -110,6 +110,7 @@ struct run {
     struct histogram latency;
     uint64_t messages;
     unsigned errors;
+    unsigned refused;       /* connections the server turned away, saying so */
     bool stop;              /* wrong bytes (or a broken epoll): end the run now */
     double elapsed_s, cpu_s;
 };
@@ -505,6 +506,21 @@ static bool echo_is_correct(struct run *r, struct conn *c, size_t len)
     return false;
 }
 
+/* A server at its limit tells a newcomer "server busy\n" and closes: a
+ * refusal, counted apart - not wrong data - and that connection retired
+ * (with -C too: it does not try again). Only the first bytes of a socket's
+ * first reply can be one, and only if they are not the echo. */
+static bool is_refusal(struct run *r, const struct conn *c, size_t len)
+{
+    static const char busy[] = "server busy\n";
+    bool first_reply = c->completed == 0 || r->opt->short_conns;
+    if (!first_reply || c->received > 0 || len > sizeof busy - 1 ||
+        memcmp(r->in, busy, len) != 0)
+        return false;
+    fill_pattern(r->expect, len, c->seed, 0);
+    return memcmp(r->in, r->expect, len) != 0;
+}
+
 static void receive_echo(struct run *r, struct conn *c)
 {
     size_t size = r->opt->size;
@@ -517,6 +533,11 @@ static void receive_echo(struct run *r, struct conn *c)
             return;
         if (n <= 0) {
             fail_connection(r, c, n == 0 ? 0 : errno);
+            return;
+        }
+        if (is_refusal(r, c, (size_t)n)) {
+            r->refused++;
+            retire_connection(r, c);
             return;
         }
         if (!echo_is_correct(r, c, (size_t)n))
@@ -648,16 +669,18 @@ static void print_results(const struct run *r)
         printf("  round trip: n/a (no message came back)\n");
     printf("  fairness:   %ld of %ld connections starved (no reply); "
            "per connection min %llu, max %llu\n", starved, o->conns, fewest, most);
+    if (r->refused)
+        printf("  refused:    %u of the starved were told \"server busy\"\n", r->refused);
     printf("  loadgen cpu: %.2f s user+sys (%.0f%% of the window)\n",
            r->cpu_s, 100 * r->cpu_s / elapsed);
     if (r->errors)
         printf("  errors:     %u (details on stderr)\n", r->errors);
     printf("RESULT conns=%ld size=%zu seconds=%.3f msgs=%llu msgs_per_s=%.0f mib_per_s=%.2f "
            "p50_us=%.0f p99_us=%.0f max_us=%.0f starved=%ld min_per_conn=%llu "
-           "max_per_conn=%llu errors=%u cpu_s=%.2f short=%d\n",
+           "max_per_conn=%llu errors=%u cpu_s=%.2f short=%d refused=%u\n",
            o->conns, o->size, r->elapsed_s, (unsigned long long)r->messages, msgs_per_s,
            mib_per_s, p50, p99, max, starved, fewest, most, r->errors, r->cpu_s,
-           o->short_conns);
+           o->short_conns, r->refused);
 }
 
 /* Leaves *r safe to hand to free_run() even when it fails. */

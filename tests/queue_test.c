@@ -210,7 +210,7 @@ int main(void)
 {
     Suite *s = suite_create("queue");
     TCase *tc = tcase_create("queue");
-    tcase_set_timeout(tc, 30);
+    tcase_set_timeout(tc, 10);
     tcase_add_test(tc, fifo_order);
     tcase_add_test(tc, push_waits_while_full);
     tcase_add_test(tc, pop_waits_while_empty);
