@@ -97,6 +97,18 @@ static ssize_t recv_some(struct link *l, char *buf, size_t len, const char *what
     }
 }
 
+/* A server at its limit answers a newcomer with this line and closes.
+ * After a failed first echo, say so if that is what the GOT bytes in IN
+ * were - it is a refusal, not a broken server. */
+static void say_if_busy(const struct link *l, const char *in, size_t got)
+{
+    static const char busy[] = "server busy\n";
+    size_t n = got < sizeof busy - 1 ? got : sizeof busy - 1;
+
+    if (l->bytes == 0 && n > 0 && memcmp(in, busy, n) == 0)
+        fprintf(stderr, "%s: the server said \"server busy\": it turned us away\n", l->name);
+}
+
 /* recv() until LEN bytes have arrived: TCP may deliver them in any number
  * of pieces. Returns 0, or -1 after saying what went wrong. */
 static int recv_exact(struct link *l, char *buf, size_t len)
@@ -106,8 +118,10 @@ static int recv_exact(struct link *l, char *buf, size_t len)
     for (size_t got = 0; got < len;) {
         snprintf(what, sizeof what, "the echo (%zu of %zu bytes back)", got, len);
         ssize_t n = recv_some(l, buf + got, len - got, what);
-        if (n < 0)
+        if (n < 0) {
+            say_if_busy(l, buf, got);
             return -1;
+        }
         got += (size_t)n;
     }
     return 0;
@@ -158,6 +172,7 @@ static int round_trip(struct link *l, const char *out, size_t len, unsigned long
         if (in[i] != out[i]) {
             fprintf(stderr, "%s: byte %llu differs: sent 0x%02x, got 0x%02x\n", l->name,
                     first + i, (unsigned char)out[i], (unsigned char)in[i]);
+            say_if_busy(l, in, len);
             return -1;
         }
     }
