@@ -1,9 +1,20 @@
 #!/bin/sh
 # deps.sh - make sure what `make test` needs is installed: Check (the unit
-# test library, found through pkg-config) and valgrind. On Debian/Ubuntu
-# we install what is missing with apt-get, saying so first; elsewhere we
-# say what to install and stop.
+# test library, found through pkg-config), valgrind, and ThreadSanitizer's
+# run-time library (libtsan, for tests/tsan.sh). On Debian/Ubuntu we
+# install what is missing with apt-get, saying so first; elsewhere we say
+# what to install and stop.
 set -eu
+
+# Can ${CC:-cc} build and link a program with -fsanitize=thread?
+has_tsan() {
+    dir=$(mktemp -d)
+    echo 'int main(void) { return 0; }' >"$dir/t.c"
+    ok=0
+    "${CC:-cc}" -fsanitize=thread -o "$dir/t" "$dir/t.c" >/dev/null 2>&1 || ok=1
+    rm -rf "$dir"
+    return $ok
+}
 
 missing=""
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
@@ -11,6 +22,7 @@ if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists check; then
     missing="$missing check"
 fi
 command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+has_tsan || missing="$missing libtsan2"
 [ -z "$missing" ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
