@@ -154,6 +154,11 @@ static int send_or_say(struct link *l, const char *buf, size_t len)
     if (send_all(l->fd, buf, len) == 0)
         return 0;
     fprintf(stderr, "%s: send: %s\n", l->name, strerror(errno));
+    /* A server that turned us away may have said why before it closed;
+     * whatever it sent is still there to read, without waiting. */
+    ssize_t n = recv(l->fd, l->in, BLOCK, MSG_DONTWAIT);
+    if (n > 0)
+        say_if_busy(l, l->in, (size_t)n);
     return -1;
 }
 

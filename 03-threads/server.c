@@ -330,17 +330,18 @@ static void wait_children(void)
 
 /* -f: serve C in a child process. The child is a copy of this thread
  * alone: the other threads are not there, and a lock one of them held at
- * the fork stays locked for ever in the child. So the child touches no
- * lock - it only serves, then _exit()s (exit() would run the parent's
- * stdio flushes and atexit handlers a second time). Returns 0 or an errno
- * value. */
+ * the fork stays locked for ever in the child. So the child touches none
+ * of our locks - it only serves, then _exit()s (exit() would run the
+ * parent's stdio flushes and atexit handlers a second time). (log_line()
+ * takes stderr's stdio lock: glibc resets those in a forked child.)
+ * Returns 0 or an errno value. */
 static int fork_child(struct conn *c)
 {
     pid_t pid = fork();
     if (pid < 0)
         return errno;
     if (pid == 0) {
-        unblock_signals();          /* so that SIGTERM ends the child */
+        child_signals();            /* so that SIGTERM ends the child */
         close(listen_fd);
         close(udp_fd);
         serve_connection(c);
@@ -410,16 +411,20 @@ static void start_connection(int fd, const struct sockaddr_storage *ss,
 /* The stop action, run by the signal thread: no new connections, and
  * every blocked call woken - accept() and recvmsg() by shutdown() on their
  * sockets, each connection thread by shutdown() on its client's socket
- * (its recv() returns 0), each child process (-f) by SIGTERM. */
+ * (its recv() returns 0), each child process (-f) by SIGTERM - and
+ * SIGCONT, for a child somebody stopped (a stopped process does not act
+ * on SIGTERM until it runs again). */
 static void wake_everybody(void)
 {
     pthread_mutex_lock(&conns.lock);
     conns.stopping = 1;
     for (struct conn *c = conns.live; c != NULL; c = c->next) {
-        if (c->pid > 0)
+        if (c->pid > 0) {
             kill(c->pid, SIGTERM);
-        else if (c->fd >= 0)
+            kill(c->pid, SIGCONT);
+        } else if (c->fd >= 0) {
             shutdown(c->fd, SHUT_RDWR);
+        }
     }
     pthread_mutex_unlock(&conns.lock);
     shutdown(listen_fd, SHUT_RDWR);
@@ -508,10 +513,12 @@ int main(int argc, char **argv)
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
 
-        join_finished(0);
         /* accept() blocks until a client has connected, then hands us a
          * new socket for that one client; listen_fd keeps listening. */
         int fd = accept(listen_fd, (struct sockaddr *)&ss, &len);
+        /* Threads that finished while we waited: joined now, before the
+         * new one is made, so their stacks are free for it. */
+        join_finished(0);
         if (fd < 0) {
             if (stop_requested() || can_retry_accept(PROG, errno))
                 continue;

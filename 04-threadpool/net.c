@@ -18,8 +18,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Where log_line() writes: stderr, or a non-blocking opening of it. */
+static int log_fd = STDERR_FILENO;
+
+/* A write to a pipe or a terminal blocks while it is full - a terminal
+ * whose user pressed Ctrl-S, a pipe nobody reads - and the server with it.
+ * Setting O_NONBLOCK on stderr itself would change it for everybody who
+ * shares it (the shell, the other programs of a pipeline). Opening it
+ * again through /dev/fd/2 gives us a descriptor of our own (on Linux a new
+ * "open file description") whose O_NONBLOCK is ours alone: a write that
+ * cannot go through at once fails with EAGAIN instead of waiting. A file
+ * on disk never waits that way, and reopening it would lose its offset:
+ * it stays as it is. */
+static void open_log(void)
+{
+    struct stat st;
+
+    if (fstat(STDERR_FILENO, &st) < 0 || !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))
+        return;
+    int fd = open("/dev/fd/2", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0)
+        log_fd = fd;
+}
 
 void init_program(const char *prog)
 {
@@ -38,6 +62,7 @@ void init_program(const char *prog)
     struct sigaction sa = {.sa_handler = SIG_IGN};
     if (sigaction(SIGPIPE, &sa, NULL) < 0)
         die_sys(prog, "sigaction", "SIGPIPE");
+    open_log();
 }
 
 void die_sys(const char *prog, const char *call, const char *what)
@@ -307,14 +332,16 @@ void log_line(const char *fmt, ...)
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
     if (len < (size_t)n)
         line[len - 1] = '\n';          /* cut short, but still a line */
-    /* poll() with timeout 0 asks "could a write go through now?" without
-     * waiting. A pipe that says yes takes a short line whole (up to
-     * PIPE_BUF bytes go in one piece), so the write() cannot block - as
-     * long as no other thread writes in between: hence the lock. */
-    struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
+    /* The log descriptor is non-blocking (open_log()): a line that cannot
+     * go out at once fails with EAGAIN, and is dropped and counted. A pipe
+     * takes a short line whole or not at all (up to PIPE_BUF bytes go in
+     * one piece). poll() with timeout 0 - "could a write go through now?" -
+     * guards the systems where stderr could not be reopened non-blocking.
+     * The lock keeps threads from writing at once and guards the count. */
+    struct pollfd p = {.fd = log_fd, .events = POLLOUT};
     flockfile(stderr);
     if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT) ||
-        write(STDERR_FILENO, line, len) != (ssize_t)len)
+        write(log_fd, line, len) != (ssize_t)len)
         dropped_lines++;
     funlockfile(stderr);
 }

@@ -74,8 +74,12 @@ void block_signals(const char *prog)
         die_sys(prog, "sigaction", "SIGTTOU");
 }
 
-void unblock_signals(void)
+void child_signals(void)
 {
+    struct sigaction sa = {.sa_handler = SIG_IGN};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     pthread_sigmask(SIG_UNBLOCK, &taken, NULL);
 }
 

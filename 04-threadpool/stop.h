@@ -19,8 +19,10 @@ struct signal_actions {
  * so in every thread it creates from now on. First thing in main(), before
  * any pthread_create(). Exits 1 if it cannot. */
 void block_signals(const char *prog);
-/* Let them through again: for a child process that must die of SIGTERM. */
-void unblock_signals(void);
+/* In a child process (server -f): SIGTERM, which the parent's stop sends,
+ * ends it; SIGINT and SIGUSR1 are for the parent and ignored (Ctrl-C
+ * sends SIGINT to every process of the group, children too). */
+void child_signals(void);
 
 /* Start the thread that takes those signals with sigwait() and does
  * ACTIONS: once everything the actions touch exists. Exits 1 if it

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Run PROG with ARGS; it must exit 2 with a usage message. */
@@ -218,16 +220,41 @@ static void one_client(const struct stage *st, int port)
     close(fd);
 }
 
+/* Is PID's main thread inside accept() right now? /proc/PID/syscall
+ * starts with the number of the system call it is blocked in. */
+static int in_accept(pid_t pid)
+{
+    char path[64];
+    long nr = -1;
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+    int ok = fscanf(f, "%ld", &nr) == 1;
+    fclose(f);
+#ifdef SYS_accept
+    if (ok && nr == SYS_accept)
+        return 1;
+#endif
+    return ok && nr == SYS_accept4;
+}
+
 /* Out of file descriptors, accept() fails with EMFILE at once, again and
  * again: the server must neither exit nor spin, but pause and retry, and
  * serve the waiting client once descriptors are free again. Once it is
- * ready, prlimit() lowers its limit to exactly what it has open (however
- * many sockets that is), then gives it room again. An accept() already
- * waiting has its descriptor number reserved (Linux picks it before it
- * sleeps): one client takes that, and the next accept() has none. */
+ * blocked in accept(), prlimit() lowers its limit to exactly what it has
+ * open (however many sockets that is), then gives it room again. The
+ * accept() already waiting has its descriptor number reserved (Linux picks
+ * it before it sleeps): one client takes that, and the next accept() has
+ * none. (Lowered before the server reaches accept(), even that first
+ * client would find no descriptor: hence the wait, which no event
+ * signals - we look every 10 ms, for at most 5 s.) */
 void check_fd_limit(const struct stage *st)
 {
     struct server s = start_server(st->dir, st->tcp_server, ARGS("-q"), NULL);
+    long long deadline = now_ms() + ms(5000);
+    while (!in_accept(s.p.pid) && now_ms() < deadline)
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    ck_assert_msg(in_accept(s.p.pid), "the server never blocked in accept()");
     struct rlimit room, none;
     ck_assert(prlimit(s.p.pid, RLIMIT_NOFILE, NULL, &room) == 0);
     none = room;
@@ -310,17 +337,20 @@ static void serve_many(const struct stage *st, const char *prog, int port, int n
     }
 }
 
-/* With stderr a pipe that nobody reads, the log fills it after a few
- * hundred lines. Logging must never stop service: every client is still
- * served, and SIGTERM still ends the server within 1 s. */
+/* With stderr a pipe or a terminal that nobody reads (a terminal after
+ * Ctrl-S), the log fills it after a few hundred lines. Logging must never
+ * stop service: every client is still served, and SIGTERM still ends the
+ * server within 1 s. */
 void check_full_log(const struct stage *st)
 {
     const char *progs[2];
     for (int k = server_progs(st, progs) - 1; k >= 0; k--) {
-        struct spawn_opts o = {.err_unread = 1};
-        struct server s = start_server(st->dir, progs[k], NO_ARGS, &o);
-        serve_many(st, progs[k], s.port, 2000);
-        stop_server_quietly(&s);
+        for (int kind = ERR_PIPE; kind <= ERR_TERMINAL; kind++) {
+            struct spawn_opts o = {.err_unread = kind};
+            struct server s = start_server(st->dir, progs[k], NO_ARGS, &o);
+            serve_many(st, progs[k], s.port, 2000);
+            stop_server_quietly(&s);
+        }
     }
 }
 

@@ -52,12 +52,14 @@ enum out_kind {
     OUT_NO_READER,      /* stdout a pipe whose reader has already gone */
 };
 
+enum { ERR_PIPE = 1, ERR_TERMINAL = 2 };
+
 /* How to start a program; zero values are the ordinary choices. */
 struct spawn_opts {
     const char *in;         /* stdin's whole contents (NULL: empty) */
     enum out_kind out;
     const char *out_path;   /* with OUT_PATH */
-    int err_unread;         /* stderr a pipe that nobody reads */
+    int err_unread;         /* ERR_PIPE or ERR_TERMINAL that nobody reads */
     unsigned closed_fds;    /* standard descriptors to start closed: 1<<fd */
     const char *fault;      /* run under faults.so with FAULT=this */
 };

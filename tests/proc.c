@@ -109,6 +109,17 @@ static void child_setup(const struct spawn_opts *o, int in, int out, int err)
             close(fd);
 }
 
+/* A pseudo-terminal: FDS[1] the terminal side (the program's stderr),
+ * FDS[0] the side a terminal window would read - and we never do. */
+static void unread_terminal(int fds[2])
+{
+    fds[0] = posix_openpt(O_RDWR | O_NOCTTY);
+    ck_assert_msg(fds[0] >= 0, "posix_openpt: %s", strerror(errno));
+    ck_assert(grantpt(fds[0]) == 0 && unlockpt(fds[0]) == 0);
+    fds[1] = open(ptsname(fds[0]), O_RDWR | O_NOCTTY);
+    ck_assert_msg(fds[1] >= 0, "%s: %s", ptsname(fds[0]), strerror(errno));
+}
+
 struct proc spawn(const char *dir, const char *prog, const char *const *args,
                   const struct spawn_opts *o)
 {
@@ -128,8 +139,10 @@ struct proc spawn(const char *dir, const char *prog, const char *const *args,
         ck_assert(pipe(outp) == 0);
     else
         outp[0] = outp[1] = temp_file();
-    if (o->err_unread)
+    if (o->err_unread == ERR_PIPE)
         ck_assert(pipe(errp) == 0);
+    else if (o->err_unread == ERR_TERMINAL)
+        unread_terminal(errp);
     else
         errp[0] = errp[1] = temp_file();
     if (o->out == OUT_NO_READER) {
