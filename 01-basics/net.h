@@ -59,8 +59,21 @@ struct addrinfo *server_address(const char *prog, const char *addr, const char *
                                 int type);
 
 /* Raise this process's soft limit on open descriptors to the hard limit:
- * a server's connections are descriptors. Exits 1 if it cannot. */
+ * a server's connections are descriptors. And set one descriptor aside,
+ * for turn_away(). Exits 1 if it cannot. */
 void raise_fd_limit(const char *prog);
+
+/* What a server at a limit tells a newcomer before it closes. */
+#define SERVER_BUSY "server busy\n"
+
+/* Out of descriptors, accept() fails (EMFILE, ENFILE) and the client it
+ * could not take waits unanswered. If one is waiting, free the spare
+ * descriptor for a moment: accept that client with it, tell it
+ * SERVER_BUSY, close it, and set the spare aside again. Returns 1 if a
+ * client was turned away, 0 if none was waiting (or no spare is left). */
+int turn_away(int listen_fd);
+/* How many clients turn_away() has turned away. */
+unsigned long long clients_turned_away(void);
 
 /* Print "listening on ADDR:PORT" with the port the kernel really gave FD,
  * and flush it. Exits 1 if it cannot. */

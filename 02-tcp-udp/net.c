@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,11 @@ struct addrinfo *server_address(const char *prog, const char *addr, const char *
     return res;
 }
 
+/* A descriptor set aside for turn_away(), open on /dev/null; and how
+ * many clients it has turned away (read by other threads from 03 on). */
+static int spare_fd = -1;
+static _Atomic unsigned long long turned;
+
 void raise_fd_limit(const char *prog)
 {
     struct rlimit rl;
@@ -165,11 +171,34 @@ void raise_fd_limit(const char *prog)
      * while the hard limit allows far more: take what we are allowed. */
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         die_sys(prog, "getrlimit", "RLIMIT_NOFILE");
-    if (rl.rlim_cur == rl.rlim_max)
-        return;
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
         die_sys(prog, "setrlimit", "RLIMIT_NOFILE");
+    if ((spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+        die_sys(prog, "open", "/dev/null, the spare descriptor");
+}
+
+int turn_away(int listen_fd)
+{
+    struct pollfd p = {.fd = listen_fd, .events = POLLIN};
+
+    /* Only if a client is waiting: with none, accept() would block. */
+    if (spare_fd < 0 || poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+        return 0;
+    close(spare_fd);
+    int fd = accept(listen_fd, NULL, NULL);
+    if (fd >= 0) {
+        send(fd, SERVER_BUSY, strlen(SERVER_BUSY), 0);
+        close(fd);
+        turned++;
+    }
+    spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
+
+unsigned long long clients_turned_away(void)
+{
+    return turned;
 }
 
 void announce_listening(const char *prog, int fd)

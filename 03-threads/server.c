@@ -49,7 +49,6 @@
  * 8 MiB: the kernel backs only the pages a thread touches, but every stack
  * is reserved address space, and 10,000 threads would reserve 80 GiB. */
 #define STACK_SIZE (64 * 1024)
-#define BUSY "server busy\n"
 /* With -p 0, how often we let the kernel pick a TCP port before giving up
  * on finding one that is free for UDP too. */
 #define PORT_TRIES 20
@@ -356,10 +355,11 @@ static int fork_child(struct conn *c)
 
 /* Turn a newcomer away and say so: one line, then close - never a silent
  * close, never a hang. The line goes into a fresh, empty send buffer, so
- * send() cannot block. */
+ * send() cannot block; if it fails, the client has gone already, and
+ * there is nobody left to tell. */
 static void refuse(int fd, const char *peer, const char *why)
 {
-    send(fd, BUSY, strlen(BUSY), 0);
+    send(fd, SERVER_BUSY, strlen(SERVER_BUSY), 0);
     close(fd);
     count.refused++;
     if (!opt.quiet)
@@ -435,6 +435,8 @@ static void wake_everybody(void)
 static void report(void)
 {
     char udp_line[256];
+    /* Refused by us, or by turn_away() when out of descriptors. */
+    unsigned long long refused = count.refused + clients_turned_away();
 
     udp_summary(udp_line, sizeof udp_line);
     pthread_mutex_lock(&conns.lock);
@@ -442,12 +444,11 @@ static void report(void)
     pthread_mutex_unlock(&conns.lock);
     if (opt.forking)
         log_line("%s: %lld connections live, %llu served, %llu refused (server busy); "
-                 "%s\n", PROG, live, (unsigned long long)count.served,
-                 (unsigned long long)count.refused, udp_line);
+                 "%s\n", PROG, live, (unsigned long long)count.served, refused, udp_line);
     else
         log_line("%s: %lld connections live, %llu served, %llu refused (server busy), "
                  "%llu bytes echoed; %s\n", PROG, live, (unsigned long long)count.served,
-                 (unsigned long long)count.refused, (unsigned long long)count.bytes, udp_line);
+                 refused, (unsigned long long)count.bytes, udp_line);
 }
 
 /* The TCP listener and the UDP socket, on one port number. With -p 0 the
@@ -520,7 +521,7 @@ int main(int argc, char **argv)
          * new one is made, so their stacks are free for it. */
         join_finished(0);
         if (fd < 0) {
-            if (stop_requested() || can_retry_accept(PROG, errno))
+            if (stop_requested() || can_retry_accept(PROG, listen_fd, errno))
                 continue;
             log_line("%s: accept: %s\n", PROG, strerror(errno));
             rc = 1;

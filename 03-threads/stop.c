@@ -124,12 +124,18 @@ static int is_per_connection_error(int err)
     }
 }
 
-int can_retry_accept(const char *prog, int err)
+int can_retry_accept(const char *prog, int listen_fd, int err)
 {
     if (is_per_connection_error(err))
         return 1;
     if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
         return 0;
+    /* Out of file descriptors, with a client waiting: tell it so. */
+    if ((err == EMFILE || err == ENFILE) && turn_away(listen_fd)) {
+        log_line("%s: accept: %s: a waiting client was told \"server busy\"\n", prog,
+                 strerror(err));
+        return 1;
+    }
     /* Out of file descriptors or memory: the next accept() would fail the
      * same way at once, so pause instead of spinning, and retry. */
     log_line("%s: accept: %s (retrying)\n", prog, strerror(err));

@@ -48,7 +48,6 @@
  * 8 MiB: the kernel backs only the pages a thread touches, but every stack
  * is reserved address space, and 10,000 threads would reserve 80 GiB. */
 #define STACK_SIZE (64 * 1024)
-#define BUSY "server busy\n"
 /* With -p 0, how often we let the kernel pick a TCP port before giving up
  * on finding one that is free for UDP too. */
 #define PORT_TRIES 20
@@ -281,10 +280,11 @@ static void *worker_thread(void *arg)
 
 /* Turn a newcomer away and say so: one line, then close - never a silent
  * close, never a hang. The line goes into a fresh, empty send buffer, so
- * send() cannot block. */
+ * send() cannot block; if it fails, the client has gone already, and
+ * there is nobody left to tell. */
 static void refuse(int fd, const char *peer, const char *why)
 {
-    send(fd, BUSY, strlen(BUSY), 0);
+    send(fd, SERVER_BUSY, strlen(SERVER_BUSY), 0);
     close(fd);
     count.refused++;
     if (!opt.quiet)
@@ -339,6 +339,8 @@ static void wake_everybody(void)
 static void report(void)
 {
     char udp_line[256];
+    /* Refused by us, or by turn_away() when out of descriptors. */
+    unsigned long long refused = count.refused + clients_turned_away();
 
     udp_summary(udp_line, sizeof udp_line);
     pthread_mutex_lock(&pool.lock);
@@ -346,8 +348,8 @@ static void report(void)
     pthread_mutex_unlock(&pool.lock);
     log_line("%s: %lld connections live, %llu served, %llu refused (server busy), "
              "%llu bytes echoed, %zu waiting in the queue; %s\n", PROG, busy,
-             (unsigned long long)count.served, (unsigned long long)count.refused,
-             (unsigned long long)count.bytes, queue_length(waiting), udp_line);
+             (unsigned long long)count.served, refused, (unsigned long long)count.bytes,
+             queue_length(waiting), udp_line);
 }
 
 /* The TCP listener and the UDP socket, on one port number. With -p 0 the
@@ -433,7 +435,7 @@ int main(int argc, char **argv)
          * new socket for that one client; listen_fd keeps listening. */
         int fd = accept(listen_fd, (struct sockaddr *)&ss, &len);
         if (fd < 0) {
-            if (stop_requested() || can_retry_accept(PROG, errno))
+            if (stop_requested() || can_retry_accept(PROG, listen_fd, errno))
                 continue;
             log_line("%s: accept: %s\n", PROG, strerror(errno));
             rc = 1;

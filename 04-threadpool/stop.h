@@ -34,9 +34,10 @@ int stop_requested(void);
  * join the signal thread. */
 void end_signal_thread(void);
 
-/* accept() failed with ERR: is the server still fine, so that it should
- * simply call accept() again? Pauses first where calling again at once
- * would fail the same way (out of descriptors or memory). */
-int can_retry_accept(const char *prog, int err);
+/* accept() on LISTEN_FD failed with ERR: is the server still fine, so
+ * that it should simply call accept() again? Out of descriptors, tells a
+ * waiting client "server busy" (turn_away()); pauses first where calling
+ * again at once would fail the same way (out of descriptors or memory). */
+int can_retry_accept(const char *prog, int listen_fd, int err);
 
 #endif

@@ -670,7 +670,8 @@ static void print_results(const struct run *r)
     printf("  fairness:   %ld of %ld connections starved (no reply); "
            "per connection min %llu, max %llu\n", starved, o->conns, fewest, most);
     if (r->refused)
-        printf("  refused:    %u of the starved were told \"server busy\"\n", r->refused);
+        printf("  refused:    %u connection%s told \"server busy\" (with -C, counted per "
+               "connection made)\n", r->refused, r->refused == 1 ? " was" : "s were");
     printf("  loadgen cpu: %.2f s user+sys (%.0f%% of the window)\n",
            r->cpu_s, 100 * r->cpu_s / elapsed);
     if (r->errors)
