@@ -180,6 +180,15 @@ void check_load(const struct stage *st)
     ck_assert_int_eq(result_field(out, "msgs"), 4 * per_conn);
     ck_assert_int_eq(result_field(out, "errors"), 0);
     free(out);
+    /* Pipelined: 16 messages in flight on each connection, every byte
+     * back in order. */
+    ck_assert_int_eq(run("tests", "loadgen", NULL, &out, NULL,
+                         ARGS("-p", s.portstr, "-c", "4", "-n", nstr, "-s", "1000", "-D", "16",
+                              "-d", "30")),
+                     0);
+    ck_assert_int_eq(result_field(out, "msgs"), 4 * per_conn);
+    ck_assert_int_eq(result_field(out, "errors"), 0);
+    free(out);
     ck_assert_int_eq(run("tests", "loadgen", NULL, &out, NULL,
                          ARGS("-p", s.portstr, "-c", "4", "-d", "0.5")), 0);
     long long starved = result_field(out, "starved");

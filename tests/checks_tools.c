@@ -43,8 +43,28 @@ void check_loadgen_catches(const struct stage *st)
         free(out);
         free(err);
     }
-    char *err;
+    /* Sixteen messages in flight (-D 16) arrive as one stream: a byte
+     * flipped in the sixth must be found in the sixth, at its offset. */
+    struct fake f = fake_start(SOCK_STREAM, "tests", "loadgen",
+                               ARGS("-p", "PORT", "-c", "1", "-n", "16", "-s", "64", "-D", "16"),
+                               NULL);
+    static char all[16 * 64];
+    char *out, *err;
+    int eof;
+    fake_accept(&f);
+    ck_assert_int_eq(recv_until(f.fd, all, sizeof all, now_ms() + ms(5000), &eof), sizeof all);
+    all[5 * 64 + 10] ^= 0x01;
+    send_bytes(f.fd, all, sizeof all);
+    close(f.fd);
+    f.fd = -1;
+    int code = fake_finish(&f, ms(5000), &out, &err);
+    ck_assert_msg(code == 1, "loadgen -D 16 exit %d against a server that flips a byte", code);
+    assert_contains(err, "wrong data on connection 1 of 1, message 6, byte offset 10", "loadgen");
+    free(out);
+    free(err);
     ck_assert_int_eq(run("tests", "loadgen", NULL, NULL, &err, ARGS("-c", "0")), 2);
+    free(err);
+    ck_assert_int_eq(run("tests", "loadgen", NULL, NULL, &err, ARGS("-C", "-D", "2")), 2);
     free(err);
 }
 

@@ -227,9 +227,11 @@ static int selected(const struct filter *f, struct card *card, enum pass pass, i
 static void run_tools(struct card *card)
 {
     Suite *s = suite_create("tools");
+    /* Check keeps the name pointer, not a copy: one buffer per tool. */
+    static char names[NTOOLS][48];
     for (int t = 0; t < NTOOLS; t++) {
-        char name[48];
-        snprintf(name, sizeof name, "tools:%s", tools[t].name);
+        char *name = names[t];
+        snprintf(name, sizeof names[t], "tools:%s", tools[t].name);
         TCase *tc = tcase_create(name);
         tcase_add_loop_test(tc, run_tool, t, t + 1);
         suite_add_tcase(s, tc);

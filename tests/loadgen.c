@@ -19,6 +19,12 @@
  * Round-trip times go into a log-linear histogram (about 1.6% resolution),
  * so memory stays small however long the run is.
  *
+ * With -D DEPTH, each connection keeps DEPTH messages in flight instead of
+ * one: it sends the next ones before the echo of the first is back (as
+ * many as fit in one send() call), and checks every echoed byte in order.
+ * A round trip is then timed from the send() that carried a message's first
+ * byte to the recv() that brought its last.
+ *
  * With -C (short connections) every message gets a connection of its own:
  * connect, send, read the echo, check it, close, connect again for the next
  * one.  The first connections are still opened before the timed window, but
@@ -66,6 +72,7 @@ enum {
     HIST_SUB = 1 << HIST_SUB_BITS,
     HIST_BUCKETS = (64 - HIST_SUB_BITS + 1) * HIST_SUB,
     MAX_SECONDS = 1000000,
+    MAX_DEPTH = 1000,
 };
 
 struct options {
@@ -75,6 +82,7 @@ struct options {
     size_t size;
     double seconds;
     long long messages;     /* round trips per connection; 0 means "until -d" */
+    long depth;             /* messages in flight per connection (-D) */
     double connect_timeout;
     bool short_conns;       /* -C: a new connection for every message */
     bool help;
@@ -92,9 +100,11 @@ struct conn {
     uint32_t events;        /* what epoll is watching for right now */
     bool connected;         /* false while a connect is under way */
     bool finished;          /* done with its -n messages, or failed */
-    uint64_t completed;     /* round trips done, which is also the number of the one in flight */
-    uint64_t seed;          /* pattern seed of the message in flight */
-    size_t sent, received;
+    uint64_t completed;     /* round trips done: the number of the next message to come back */
+    size_t received;        /* bytes of message `completed` back so far */
+    uint64_t queued;        /* messages sent whole: the number of the next one to send */
+    size_t sent;            /* bytes of message `queued` sent so far */
+    uint64_t *stamps;       /* when message m's first byte went out, at [m % depth] */
     uint64_t started_ns;    /* with -C, when the connect for this message started */
 };
 
@@ -107,6 +117,7 @@ struct run {
     long active;            /* connections still exchanging messages */
     unsigned char *scratch; /* holds the three CHUNK-byte buffers below */
     unsigned char *out, *in, *expect;
+    uint64_t *stamps;       /* conns x depth send times */
     struct histogram latency;
     uint64_t messages;
     unsigned errors;
@@ -118,7 +129,7 @@ struct run {
 static void usage(FILE *to)
 {
     fputs("usage: loadgen [-a ADDR] [-p PORT] [-c CONNS] [-s SIZE]"
-          " [-d SECONDS | -n MESSAGES] [-T CONNECT_TIMEOUT] [-C]\n"
+          " [-d SECONDS | -n MESSAGES] [-D DEPTH] [-T CONNECT_TIMEOUT] [-C]\n"
           "  -a ADDR      server address, numeric IPv4 or IPv6 (default 127.0.0.1)\n"
           "  -p PORT      server port (default 9000)\n"
           "  -c CONNS     connections talking at once, 1..10000 (default 1)\n"
@@ -126,6 +137,8 @@ static void usage(FILE *to)
           "  -d SECONDS   length of the timed run, fractions allowed (default 5)\n"
           "  -n MESSAGES  round trips per connection, then stop; the run still\n"
           "               ends after -d seconds (default 10 with -n)\n"
+          "  -D DEPTH     messages in flight per connection, 1..1000 (default 1:\n"
+          "               ping-pong); every echoed byte is still checked in order\n"
           "  -T SECONDS   how long to wait for all connections to be set up (default 5)\n"
           "  -C           short connections: a new connection for every message, its\n"
           "               handshake timed as part of the round trip\n",
@@ -165,9 +178,9 @@ static bool parse_options(int argc, char **argv, struct options *o)
     long long n = 0;
     int flag;
 
-    *o = (struct options){ .addr = "127.0.0.1", .port = 9000, .conns = 1,
+    *o = (struct options){ .addr = "127.0.0.1", .port = 9000, .conns = 1, .depth = 1,
                            .size = 64, .seconds = 5, .connect_timeout = 5 };
-    while (ok && (flag = getopt(argc, argv, "a:p:c:s:d:n:T:Ch")) != -1) {
+    while (ok && (flag = getopt(argc, argv, "a:p:c:s:d:n:D:T:Ch")) != -1) {
         switch (flag) {
         case 'a': o->addr = optarg; break;
         case 'p': ok = integer_arg(flag, 1, 65535, "a port from 1 to 65535", &n);
@@ -179,6 +192,8 @@ static bool parse_options(int argc, char **argv, struct options *o)
         case 'n': ok = integer_arg(flag, 1, LLONG_MAX, "a positive number of messages",
                                    &o->messages); break;
         case 'd': ok = seconds_given = seconds_arg(flag, &o->seconds); break;
+        case 'D': ok = integer_arg(flag, 1, MAX_DEPTH, "a depth from 1 to 1000", &n);
+                  o->depth = (long)n; break;
         case 'T': ok = seconds_arg(flag, &o->connect_timeout); break;
         case 'C': o->short_conns = true; break;
         case 'h': o->help = true; break;
@@ -191,6 +206,10 @@ static bool parse_options(int argc, char **argv, struct options *o)
     }
     if (o->messages > 0 && !seconds_given)
         o->seconds = 10;
+    if (ok && o->short_conns && o->depth > 1) {
+        fputs("loadgen: -C sends one message per connection: -D must be 1\n", stderr);
+        return false;
+    }
     return ok;
 }
 
@@ -421,12 +440,41 @@ static void fail_connection(struct run *r, struct conn *c, int err)
     retire_connection(r, c);
 }
 
+/* The number of the first message this connection may not start yet:
+ * DEPTH past the oldest one not back, and never past its -n quota. */
+static uint64_t send_limit(const struct run *r, const struct conn *c)
+{
+    uint64_t limit = c->completed + (uint64_t)r->opt->depth;
+    if (r->opt->messages > 0 && limit > (uint64_t)r->opt->messages)
+        limit = (uint64_t)r->opt->messages;
+    return limit;
+}
+
+/* Send what the connection may send now: the rest of the message under
+ * way, then whole messages after it, as many as one CHUNK holds, each
+ * send() call. */
 static void send_message(struct run *r, struct conn *c)
 {
     size_t size = r->opt->size;
-    while (c->sent < size) {
-        size_t len = size - c->sent < CHUNK ? size - c->sent : CHUNK;
-        fill_pattern(r->out, len, c->seed, c->sent);
+    uint64_t depth = (uint64_t)r->opt->depth;
+
+    while (c->queued < send_limit(r, c)) {
+        uint64_t limit = send_limit(r, c), m = c->queued, now = now_ns();
+        size_t len = 0, off = c->sent;
+        while (m < limit && len < CHUNK) {
+            size_t take = size - off < CHUNK - len ? size - off : CHUNK - len;
+            /* -C: the clock started at connect(). A stamp for a message
+             * that does not get out is set again when it does. */
+            if (off == 0 && !r->opt->short_conns)
+                c->stamps[m % depth] = now;
+            fill_pattern(r->out + len, take, message_seed(c->id, m), off);
+            len += take;
+            off += take;
+            if (off == size) {
+                m++;
+                off = 0;
+            }
+        }
         ssize_t n = send(c->fd, r->out, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
@@ -436,21 +484,21 @@ static void send_message(struct run *r, struct conn *c)
             fail_connection(r, c, errno);
             return;
         }
-        c->sent += (size_t)n;
+        for (size_t left = (size_t)n; left > 0;) {
+            size_t take = size - c->sent < left ? size - c->sent : left;
+            c->sent += take;
+            left -= take;
+            if (c->sent == size) {
+                c->queued++;
+                c->sent = 0;
+            }
+        }
         if ((size_t)n < len)
             break;          /* socket buffer full: skip the send that would say EAGAIN */
     }
     /* Keep reading while we write: with big messages the server echoes as it
      * goes, and if we stopped reading it would block, and then so would we. */
-    watch(r, c, c->sent < size ? EPOLLIN | EPOLLOUT : EPOLLIN);
-}
-
-static void start_message(struct run *r, struct conn *c, uint64_t now)
-{
-    c->seed = message_seed(c->id, c->completed);
-    c->sent = c->received = 0;
-    c->started_ns = now;
-    send_message(r, c);
+    watch(r, c, c->queued < send_limit(r, c) ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 /* -C: the whole echo has been read, so close() sends FIN, not RST, and the
@@ -460,6 +508,7 @@ static void reconnect(struct run *r, struct conn *c)
 {
     close(c->fd);
     c->started_ns = now_ns();
+    c->stamps[c->completed % (uint64_t)r->opt->depth] = c->started_ns;
     int err = open_connection(r, c);
     if (err != 0)
         fail_connection(r, c, err);
@@ -473,34 +522,36 @@ static void finish_connect(struct run *r, struct conn *c)
         return;
     }
     c->connected = true;
-    start_message(r, c, c->started_ns);     /* the clock has run since connect() */
+    send_message(r, c);     /* its clock has run since connect() (reconnect()) */
 }
 
 static void finish_message(struct run *r, struct conn *c)
 {
     uint64_t now = now_ns();
-    hist_record(&r->latency, now - c->started_ns);
+    hist_record(&r->latency, now - c->stamps[c->completed % (uint64_t)r->opt->depth]);
     c->completed++;
+    c->received = 0;
     r->messages++;
     if (r->opt->messages > 0 && c->completed >= (uint64_t)r->opt->messages)
         retire_connection(r, c);
     else if (r->opt->short_conns)
         reconnect(r, c);
     else
-        start_message(r, c, now);
+        send_message(r, c);     /* room for one more in flight */
 }
 
-static bool echo_is_correct(struct run *r, struct conn *c, size_t len)
+/* LEN bytes at IN are the next of message `completed`, from `received`. */
+static bool echo_is_correct(struct run *r, struct conn *c, const unsigned char *in, size_t len)
 {
     size_t i = 0;
-    fill_pattern(r->expect, len, c->seed, c->received);
-    if (memcmp(r->in, r->expect, len) == 0)
+    fill_pattern(r->expect, len, message_seed(c->id, c->completed), c->received);
+    if (memcmp(in, r->expect, len) == 0)
         return true;
-    while (r->in[i] == r->expect[i])
+    while (in[i] == r->expect[i])
         i++;
     fprintf(stderr, "loadgen: wrong data on connection %u of %ld, message %llu, byte offset "
             "%zu: sent 0x%02x, got back 0x%02x\n", c->id + 1, r->opt->conns,
-            (unsigned long long)c->completed + 1, c->received + i, r->expect[i], r->in[i]);
+            (unsigned long long)c->completed + 1, c->received + i, r->expect[i], in[i]);
     r->errors++;
     r->stop = true;
     return false;
@@ -517,16 +568,17 @@ static bool is_refusal(struct run *r, const struct conn *c, size_t len)
     if (!first_reply || c->received > 0 || len > sizeof busy - 1 ||
         memcmp(r->in, busy, len) != 0)
         return false;
-    fill_pattern(r->expect, len, c->seed, 0);
+    fill_pattern(r->expect, len, message_seed(c->id, c->completed), 0);
     return memcmp(r->in, r->expect, len) != 0;
 }
 
+/* Read what has come back - the end of one message, several messages,
+ * the start of the next - and check it, message by message, in order. */
 static void receive_echo(struct run *r, struct conn *c)
 {
     size_t size = r->opt->size;
     for (;;) {
-        size_t want = size - c->received < CHUNK ? size - c->received : CHUNK;
-        ssize_t n = recv(c->fd, r->in, want, 0);
+        ssize_t n = recv(c->fd, r->in, CHUNK, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -540,14 +592,21 @@ static void receive_echo(struct run *r, struct conn *c)
             retire_connection(r, c);
             return;
         }
-        if (!echo_is_correct(r, c, (size_t)n))
-            return;
-        c->received += (size_t)n;
-        if (c->received == size) {
+        for (size_t pos = 0; pos < (size_t)n;) {
+            size_t take = size - c->received < (size_t)n - pos ? size - c->received
+                                                                : (size_t)n - pos;
+            if (!echo_is_correct(r, c, r->in + pos, take))
+                return;
+            c->received += take;
+            pos += take;
+            if (c->received < size)
+                continue;
             finish_message(r, c);
-            return;
+            /* Retired, failed, or (-C) connecting again: nothing more to read here. */
+            if (c->finished || !c->connected || r->stop)
+                return;
         }
-        if ((size_t)n < want)
+        if ((size_t)n < CHUNK)
             return;         /* drained for now; level-triggered epoll will call again */
     }
 }
@@ -620,8 +679,10 @@ static void run_window(struct run *r)
     uint64_t deadline = start + (uint64_t)(r->opt->seconds * 1e9);
     double cpu_start = cpu_seconds();
 
-    for (long i = 0; i < r->opt->conns && !r->stop; i++)
-        start_message(r, &r->conns[i], now_ns());
+    for (long i = 0; i < r->opt->conns && !r->stop; i++) {
+        r->conns[i].stamps[0] = now_ns();   /* -C: the first message's clock */
+        send_message(r, &r->conns[i]);
+    }
     while (!r->stop && r->active > 0) {
         int timeout_ms = ms_until(deadline);
         if (timeout_ms == 0)
@@ -658,8 +719,8 @@ static void print_results(const struct run *r)
         fewest = done < fewest ? done : fewest;
         most = done > most ? done : most;
     }
-    printf("loadgen: %ld connection%s, %zu-byte messages, %.2f s%s\n",
-           o->conns, o->conns == 1 ? "" : "s", o->size, r->elapsed_s,
+    printf("loadgen: %ld connection%s, %zu-byte messages, %ld in flight each, %.2f s%s\n",
+           o->conns, o->conns == 1 ? "" : "s", o->size, o->depth, r->elapsed_s,
            o->short_conns ? " (a new connection per message)" : "");
     printf("  messages:   %llu (%.0f msg/s, %.2f MiB/s each way)\n",
            (unsigned long long)r->messages, msgs_per_s, mib_per_s);
@@ -678,10 +739,10 @@ static void print_results(const struct run *r)
         printf("  errors:     %u (details on stderr)\n", r->errors);
     printf("RESULT conns=%ld size=%zu seconds=%.3f msgs=%llu msgs_per_s=%.0f mib_per_s=%.2f "
            "p50_us=%.0f p99_us=%.0f max_us=%.0f starved=%ld min_per_conn=%llu "
-           "max_per_conn=%llu errors=%u cpu_s=%.2f short=%d refused=%u\n",
+           "max_per_conn=%llu errors=%u cpu_s=%.2f short=%d refused=%u depth=%ld\n",
            o->conns, o->size, r->elapsed_s, (unsigned long long)r->messages, msgs_per_s,
            mib_per_s, p50, p99, max, starved, fewest, most, r->errors, r->cpu_s,
-           o->short_conns, r->refused);
+           o->short_conns, r->refused, o->depth);
 }
 
 /* Leaves *r safe to hand to free_run() even when it fails. */
@@ -696,7 +757,10 @@ static bool init_run(struct run *r, const struct options *o, const struct addrin
         r->conns[i].id = (unsigned)i;
     }
     r->scratch = malloc(3 * CHUNK);
-    if (!r->conns || !r->scratch) {
+    r->stamps = calloc((size_t)o->conns * (size_t)o->depth, sizeof *r->stamps);
+    for (long i = 0; r->conns && r->stamps && i < o->conns; i++)
+        r->conns[i].stamps = r->stamps + (size_t)i * (size_t)o->depth;
+    if (!r->conns || !r->scratch || !r->stamps) {
         fputs("loadgen: out of memory\n", stderr);
         return false;
     }
@@ -719,6 +783,7 @@ static void free_run(struct run *r)
         close(r->epfd);
     free(r->conns);
     free(r->scratch);
+    free(r->stamps);
 }
 
 int main(int argc, char **argv)
