@@ -106,6 +106,7 @@ struct conn {
     size_t sent;            /* bytes of message `queued` sent so far */
     uint64_t *stamps;       /* when message m's first byte went out, at [m % depth] */
     uint64_t started_ns;    /* with -C, when the connect for this message started */
+    uint64_t done_ns;       /* with -n, when its last message came back (0: not yet) */
 };
 
 struct run {
@@ -123,6 +124,7 @@ struct run {
     unsigned errors;
     unsigned refused;       /* connections the server turned away, saying so */
     bool stop;              /* wrong bytes (or a broken epoll): end the run now */
+    uint64_t start_ns;      /* when the timed window opened */
     double elapsed_s, cpu_s;
 };
 
@@ -321,14 +323,15 @@ static bool ensure_fd_limit(long conns)
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return failed("getrlimit");
-    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
-        return true;
     if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
         fprintf(stderr, "loadgen: %ld connections need %llu open files, but the hard limit "
                 "is %llu (see ulimit -Hn)\n", conns, (unsigned long long)need,
                 (unsigned long long)rl.rlim_max);
         return false;
     }
+    /* Like the servers: take the whole hard limit, not just what we need. */
+    if (rl.rlim_cur == rl.rlim_max || (rl.rlim_max == RLIM_INFINITY && rl.rlim_cur >= need))
+        return true;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? need : rl.rlim_max;
     return setrlimit(RLIMIT_NOFILE, &rl) == 0 || failed("setrlimit");
 }
@@ -532,9 +535,10 @@ static void finish_message(struct run *r, struct conn *c)
     c->completed++;
     c->received = 0;
     r->messages++;
-    if (r->opt->messages > 0 && c->completed >= (uint64_t)r->opt->messages)
+    if (r->opt->messages > 0 && c->completed >= (uint64_t)r->opt->messages) {
+        c->done_ns = now;
         retire_connection(r, c);
-    else if (r->opt->short_conns)
+    } else if (r->opt->short_conns)
         reconnect(r, c);
     else
         send_message(r, c);     /* room for one more in flight */
@@ -675,7 +679,7 @@ static bool connect_all(struct run *r)
 static void run_window(struct run *r)
 {
     struct epoll_event events[MAX_EVENTS];
-    uint64_t start = now_ns();
+    uint64_t start = r->start_ns = now_ns();
     uint64_t deadline = start + (uint64_t)(r->opt->seconds * 1e9);
     double cpu_start = cpu_seconds();
 
@@ -711,14 +715,26 @@ static void print_results(const struct run *r)
     double p99 = h->samples ? (double)hist_percentile(h, 0.99) / 1e3 : -1;
     double max = h->samples ? (double)h->max_ns / 1e3 : -1;
     unsigned long long fewest = ULLONG_MAX, most = 0;
-    long starved = 0;
+    long starved = 0, finished = 0;
+    uint64_t first_done = UINT64_MAX, last_done = 0;
 
     for (long i = 0; i < o->conns; i++) {
-        unsigned long long done = r->conns[i].completed;
+        const struct conn *c = &r->conns[i];
+        unsigned long long done = c->completed;
         starved += done == 0;
         fewest = done < fewest ? done : fewest;
         most = done > most ? done : most;
+        if (c->done_ns) {
+            finished++;
+            first_done = c->done_ns < first_done ? c->done_ns : first_done;
+            last_done = c->done_ns > last_done ? c->done_ns : last_done;
+        }
     }
+    /* -n (quota): when the first and the last connection had all their
+     * messages back, in ms from the start; -1 if none did. */
+    double first_ms = finished ? (double)(first_done - r->start_ns) / 1e6 : -1;
+    double last_ms = finished ? (double)(last_done - r->start_ns) / 1e6 : -1;
+    long unfinished = o->messages > 0 ? o->conns - finished : 0;
     printf("loadgen: %ld connection%s, %zu-byte messages, %ld in flight each, %.2f s%s\n",
            o->conns, o->conns == 1 ? "" : "s", o->size, o->depth, r->elapsed_s,
            o->short_conns ? " (a new connection per message)" : "");
@@ -733,16 +749,24 @@ static void print_results(const struct run *r)
     if (r->refused)
         printf("  refused:    %u connection%s told \"server busy\" (with -C, counted per "
                "connection made)\n", r->refused, r->refused == 1 ? " was" : "s were");
+    if (o->messages > 0 && finished == 0)
+        printf("  quota:      none of %ld connections had all %lld messages back within "
+               "-d %.3g s\n", o->conns, o->messages, o->seconds);
+    else if (o->messages > 0)
+        printf("  quota:      %ld of %ld connections had all %lld messages back; the first "
+               "after %.1f ms, the last after %.1f ms%s\n", finished, o->conns, o->messages,
+               first_ms, last_ms, unfinished ? " (the others ran out of time: -d)" : "");
     printf("  loadgen cpu: %.2f s user+sys (%.0f%% of the window)\n",
            r->cpu_s, 100 * r->cpu_s / elapsed);
     if (r->errors)
         printf("  errors:     %u (details on stderr)\n", r->errors);
     printf("RESULT conns=%ld size=%zu seconds=%.3f msgs=%llu msgs_per_s=%.0f mib_per_s=%.2f "
            "p50_us=%.0f p99_us=%.0f max_us=%.0f starved=%ld min_per_conn=%llu "
-           "max_per_conn=%llu errors=%u cpu_s=%.2f short=%d refused=%u depth=%ld\n",
+           "max_per_conn=%llu errors=%u cpu_s=%.2f short=%d refused=%u depth=%ld "
+           "unfinished=%ld first_done_ms=%.1f last_done_ms=%.1f\n",
            o->conns, o->size, r->elapsed_s, (unsigned long long)r->messages, msgs_per_s,
            mib_per_s, p50, p99, max, starved, fewest, most, r->errors, r->cpu_s,
-           o->short_conns, r->refused, o->depth);
+           o->short_conns, r->refused, o->depth, unfinished, first_ms, last_ms);
 }
 
 /* Leaves *r safe to hand to free_run() even when it fails. */
