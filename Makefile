@@ -19,9 +19,9 @@ all: $(CHAPTERS) tools
 $(CHAPTERS):
 	$(MAKE) -C $@
 
-# loadgen and stages need only libc; the harness needs Check.
+# loadgen, stages and rusage need only libc; the harness needs Check.
 tools:
-	$(MAKE) -C tests loadgen stages
+	$(MAKE) -C tests loadgen stages rusage
 
 test: $(CHAPTERS) tools
 	@tests/deps.sh
