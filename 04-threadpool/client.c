@@ -97,15 +97,14 @@ static ssize_t recv_some(struct link *l, char *buf, size_t len, const char *what
     }
 }
 
-/* A server at its limit answers a newcomer with this line and closes.
+/* A server at its limit answers a newcomer with SERVER_BUSY and closes.
  * After a failed first echo, say so if that is what the GOT bytes in IN
  * were - it is a refusal, not a broken server. */
 static void say_if_busy(const struct link *l, const char *in, size_t got)
 {
-    static const char busy[] = "server busy\n";
-    size_t n = got < sizeof busy - 1 ? got : sizeof busy - 1;
+    size_t n = got < strlen(SERVER_BUSY) ? got : strlen(SERVER_BUSY);
 
-    if (l->bytes == 0 && n > 0 && memcmp(in, busy, n) == 0)
+    if (l->bytes == 0 && n > 0 && memcmp(in, SERVER_BUSY, n) == 0)
         fprintf(stderr, "%s: the server said \"server busy\": it turned us away\n", l->name);
 }
 
@@ -384,6 +383,21 @@ static int run_link(struct link *l)
     return rc;
 }
 
+/* A new link named NAME (QUIET: no line of its own), or NULL after
+ * saying we are out of memory. */
+static struct link *new_link(const char *name, int quiet)
+{
+    struct link *l = malloc(sizeof *l);
+    if (l == NULL) {
+        fprintf(stderr, "%s: out of memory\n", PROG);
+        return NULL;
+    }
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->quiet = quiet;
+    l->bytes = 0;
+    return l;
+}
+
 /* -c: one thread per connection. A thread returns its result as its
  * "exit value", which pthread_join() hands to whoever joins it. */
 static void *link_thread(void *arg)
@@ -409,15 +423,14 @@ static long run_many(long conns)
     struct timespec start;
 
     clock_gettime(CLOCK_MONOTONIC, &start);
+    if (links == NULL || threads == NULL)
+        fprintf(stderr, "%s: out of memory\n", PROG);
     for (; links != NULL && threads != NULL && started < conns; started++) {
-        struct link *l = links[started] = malloc(sizeof *l);
-        if (l == NULL) {
-            fprintf(stderr, "%s: out of memory after %ld connections\n", PROG, started);
+        char name[48];
+        snprintf(name, sizeof name, "%s: connection %ld", PROG, started + 1);
+        struct link *l = links[started] = new_link(name, 1);
+        if (l == NULL)
             break;
-        }
-        snprintf(l->name, sizeof l->name, "%s: connection %ld", PROG, started + 1);
-        l->quiet = 1;
-        l->bytes = 0;
         int err = pthread_create(&threads[started], NULL, link_thread, l);
         if (err != 0) {
             fprintf(stderr, "%s: pthread_create: %s (after %ld connections)\n", PROG,
@@ -469,14 +482,9 @@ int main(int argc, char **argv)
     if (conns > 1) {
         rc = run_many((long)conns) == 0 ? 0 : -1;
     } else {
-        struct link *l = malloc(sizeof *l);
-        if (l == NULL) {
-            fprintf(stderr, "%s: out of memory\n", PROG);
+        struct link *l = new_link(PROG, 0);
+        if (l == NULL)
             return 1;
-        }
-        snprintf(l->name, sizeof l->name, "%s", PROG);
-        l->quiet = 0;
-        l->bytes = 0;
         rc = run_link(l);
         free(l);
     }

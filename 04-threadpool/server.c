@@ -102,6 +102,9 @@ static struct {
 
 /* Our sockets: opened before any thread but UDP's starts, then only read. */
 static int listen_fd = -1, udp_fd = -1;
+/* Clients accepted so far, to number them in the log: only the accept
+ * loop touches it. */
+static unsigned long accepted;
 
 static void usage(void)
 {
@@ -295,7 +298,6 @@ static void refuse(int fd, const char *peer, const char *why)
  * queue is full, or we are out of memory. Never waits. */
 static void start_connection(int fd, const struct sockaddr_storage *ss)
 {
-    static unsigned long accepted;      /* only this thread touches it */
     char peer[ADDR_STRLEN];
 
     format_addr((const struct sockaddr *)ss, peer, sizeof peer);

@@ -9,20 +9,14 @@
 # alone.  usage: tests/broken.sh       (from the top of the repo)
 set -euo pipefail
 
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-mkdir "$scratch/tests"
-cp tests/shortio.so tests/faults.so tests/loadgen "$scratch/tests/"
+. tests/scratch.sh
 
 caught=0 missed=0
 for dir in [0-9][0-9]-*/; do
     ch=${dir%/}
     while read -r variant check; do
         [ -n "$variant" ] || continue
-        rm -rf "${scratch:?}/$ch"
-        cp -r "$ch" "$scratch/$ch"
-        make -s -C "$scratch/$ch" clean >/dev/null
-        make -s -C "$scratch/$ch" BROKEN="$variant" >/dev/null
+        scratch_build "$ch" BROKEN="$variant"
         if CK_FORK=yes tests/harness -r "$scratch" -s "$ch" -c "$check" -V >"$scratch/log" 2>&1; then
             echo "broken: $ch BROKEN=$variant passed '$check': that check cannot catch it" >&2
             missed=$((missed + 1))

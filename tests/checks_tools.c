@@ -7,6 +7,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -62,10 +63,60 @@ void check_loadgen_catches(const struct stage *st)
     assert_contains(err, "wrong data on connection 1 of 1, message 6, byte offset 10", "loadgen");
     free(out);
     free(err);
+    /* A server at its limit says "server busy" and closes: a refusal,
+     * counted apart, not wrong data - and that connection's quota stays
+     * unfinished. */
+    f = fake_start(SOCK_STREAM, "tests", "loadgen", ARGS("-p", "PORT", "-c", "1", "-n", "5"),
+                   NULL);
+    fake_accept(&f);
+    ck_assert_int_eq(recv_until(f.fd, all, 64, now_ms() + ms(5000), &eof), 64);
+    send_bytes(f.fd, "server busy\n", 12);
+    close(f.fd);
+    f.fd = -1;
+    code = fake_finish(&f, ms(5000), &out, &err);
+    ck_assert_msg(code == 0, "loadgen exit %d when refused; stderr: %s", code, err);
+    ck_assert_int_eq(result_field(out, "refused"), 1);
+    ck_assert_int_eq(result_field(out, "errors"), 0);
+    ck_assert_int_eq(result_field(out, "unfinished"), 1);
+    free(out);
+    free(err);
     ck_assert_int_eq(run("tests", "loadgen", NULL, NULL, &err, ARGS("-c", "0")), 2);
     free(err);
     ck_assert_int_eq(run("tests", "loadgen", NULL, NULL, &err, ARGS("-C", "-D", "2")), 2);
     free(err);
+}
+
+/* rusage, which bench.sh reads each server's cost from: it passes SIGTERM
+ * on, exits as its program did, and writes the program's usage down. */
+void check_rusage(const struct stage *st)
+{
+    (void)st;
+    char path[] = "/tmp/harness-rusage-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    close(fd);
+    /* The child says "ready" once it runs: rusage is past its fork(). */
+    struct spawn_opts o = {.out = OUT_PIPE};
+    struct proc p = spawn("tests", "rusage", ARGS(path, "sh", "-c", "echo ready; exec sleep 30"),
+                          &o);
+    char ready[8];
+    ck_assert(wait_for(p.out, POLLIN, now_ms() + ms(5000)) == 1);
+    ck_assert(read(p.out, ready, sizeof ready) > 0);
+    kill(p.pid, SIGTERM);
+    int code = finish(&p, ms(1000));
+    release(&p);
+    ck_assert_msg(!p.hung && code == 128 + SIGTERM, "rusage with SIGTERM: exit %d, want %d",
+                  code, 128 + SIGTERM);
+    char *err;
+    ck_assert_int_eq(run("tests", "rusage", NULL, NULL, &err, ARGS(path, "sh", "-c", "exit 3")), 3);
+    free(err);
+    fd = open(path, O_RDONLY);
+    char *line = slurp(fd);
+    close(fd);
+    unlink(path);
+    ck_assert_msg(strncmp(line, "user_s=", 7) == 0 && strstr(line, " vcsw=") != NULL,
+                  "rusage wrote '%s'", line);
+    free(line);
 }
 
 /* A concurrent echo server in a few lines: one poll() over the listener

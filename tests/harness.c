@@ -86,6 +86,7 @@ static const struct tool {
 } tools[] = {
     {"loadgen", check_loadgen_catches},
     {"concur", check_concurrent_is_proven},
+    {"rusage", check_rusage},
 };
 #define NTOOLS ((int)(sizeof tools / sizeof tools[0]))
 

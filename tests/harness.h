@@ -133,6 +133,9 @@ unsigned char pattern(size_t i, unsigned seed);
 /* Send a datagram of SIZE pattern bytes and require it back whole. */
 void udp_echo_check(int fd, size_t size, unsigned seed);
 
+/* A new client on PORT must get exactly "server busy\n", then the close;
+ * WHEN says in which situation, for the message. */
+void assert_busy(int port, const char *when);
 void assert_contains(const char *text, const char *needle, const char *what);
 void assert_prefix(const char *text, const char *prefix);
 /* How many times NEEDLE occurs in TEXT. */
@@ -179,7 +182,7 @@ check_fn check_many, check_busy, check_pool, check_counters, check_processes;
 /* checks_clients.c: the clients against bad servers */
 check_fn check_clients, check_client_timeouts, check_client_output;
 /* checks_tools.c: the harness's own tools (no stage: ST is NULL) */
-check_fn check_loadgen_catches, check_concurrent_is_proven;
+check_fn check_loadgen_catches, check_concurrent_is_proven, check_rusage;
 
 /* Used by check_concurrent and by the tools check that proves it. */
 void second_client(int port, int expect_served);

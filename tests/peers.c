@@ -259,3 +259,15 @@ int serves_tcp(const struct stage *st, const char *prog)
 {
     return st->tcp_server != NULL && strcmp(prog, st->tcp_server) == 0;
 }
+
+void assert_busy(int port, const char *when)
+{
+    char buf[64];
+    int fd = tcp_connect(port), eof;
+    size_t n = recv_until(fd, buf, sizeof buf - 1, now_ms() + ms(5000), &eof);
+    buf[n] = '\0';
+    ck_assert_msg(eof && strcmp(buf, "server busy\n") == 0,
+                  "%s: the newcomer got '%s'%s, want 'server busy' and a close", when, buf,
+                  eof ? "" : " and no close");
+    close(fd);
+}

@@ -11,20 +11,14 @@
 set -euo pipefail
 
 checks=(echo concur many signal counts)
-scratch=$(mktemp -d)
-trap "rm -rf \"$scratch\"" EXIT
-mkdir "$scratch/tests"
-cp tests/shortio.so tests/faults.so tests/loadgen "$scratch/tests/"
+. tests/scratch.sh
 # Reports go to files, report.PID, so they can be shown and counted.
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 log_path=$scratch/report"
 tsan_flags="-g -O1 -fsanitize=thread"
 
 # Build chapter $1 in the scratch tree with TSan (and BROKEN=$2 if given).
 build() {
-    rm -rf "${scratch:?}/$1"
-    cp -r "$1" "$scratch/$1"
-    make -s -C "$scratch/$1" clean >/dev/null
-    make -s -C "$scratch/$1" CFLAGS="$tsan_flags" ${2:+BROKEN=$2} >/dev/null
+    scratch_build "$1" CFLAGS="$tsan_flags" ${2:+BROKEN=$2}
 }
 
 # Run check $2 of stage $1 (plain pass only): true if it passed and
