@@ -1,112 +1,516 @@
 #!/usr/bin/env bash
-# bench.sh - compare the server designs: every bench stage in stages.h,
-# under loadgen at 1, 10, 100 and 1,000 connections of 64-byte messages.
+# bench.sh - the course's measuring instrument: every bench stage of
+# tests/stages.h, and reference servers written with other tools, under the
+# same load generator (tests/loadgen), in the same run.
 #
-# usage: tests/bench.sh [SECONDS]       (run from the top of the repo)
-#   SECONDS   timed window per run (default 3; `make bench QUICK=1` uses 1)
-#   BENCH_PIN=0 in the environment: do not pin server and loadgen to CPUs
+# usage: tests/bench.sh [--quick]        (from the top of the repo; `make bench`)
+#   --quick        a smoke run of a few cells, one round each (`make bench QUICK=1`)
+#   BENCH_PIN=0    in the environment: do not pin server and loadgen to CPUs
 #
-# Each run gets a fresh server (-p 0, readiness from its "listening on"
-# line), so one run's leftovers cannot slow the next. Server on CPU 0,
-# loadgen on CPU 1: the two never fight for a core, and runs repeat.
-# The server runs under tests/rusage, which writes down its CPU time and
-# context switches (all threads) when it exits: what each message cost
-# it. Which side was the limit shows in the two CPU columns: a side near
-# 100% of its core was. Prints one table; writes it as CSV to
-# build/bench.csv.
+# What it measures, for each row (a stage or a reference):
+#   throughput  msgs/s at 1, 10, 100, 1,000 connections (10,000 where the
+#               row claims them), 64-byte and 4 KiB messages, 1 and 16 in
+#               flight per connection; p50/p99 round trips; the server's and
+#               loadgen's CPU over the timed window (a side near 100% of its
+#               core was the limit); the server's CPU µs and context
+#               switches per message; how many connections were refused or
+#               did not finish.
+#   syscalls    system calls per message: perf where it can count them here,
+#               else strace
+#   instr       user-space instructions per message, under callgrind
+#   memory      the server's RSS per idle connection at 1,000 (and 10,000),
+#               and the kernel's slab per connection (both ends: on
+#               loopback the load generator's sockets are in it too)
+#
+# Method: server on CPU 0, loadgen on CPU 1 (taskset). Each run has a fresh
+# server on a free port: ready once it printed "listening on" and echoed
+# one message. Connections are set up first, then a warm-up (-W), then the
+# timed window, in quota mode: every connection sends its share of
+# messages and closes, and the window ends when the last is back, so a
+# server that serves a few connections at a time still finishes, and its
+# unfairness shows in when the first and the last finished. Every cell runs
+# ROUNDS times, the rows interleaved (A B C A B C ...), and shows the
+# median, the spread between rounds, and the ratio to the base row (06-epoll
+# once it exists, the libuv reference until then) taken round by round:
+# absolute numbers drift by 2x between days on a shared machine, paired
+# ratios hold within a few per cent.
+#
+# Output: the tables; build/bench-runs.csv (every run), build/bench.csv
+# (the medians), build/bench-costs.csv (system calls, instructions and
+# memory per row), build/bench-*.png (gnuplot charts).
 set -euo pipefail
 
-seconds=${1:-3}
-conns_list=(1 10 100 1000)
-size=64
+quick=""
+case ${1:-} in
+--quick) quick=1 ;;
+"") ;;
+*) echo "usage: tests/bench.sh [--quick]" >&2; exit 2 ;;
+esac
+
 out=build
-csv=$out/bench.csv
 mkdir -p "$out"
 work=$(mktemp -d)
 server_pid=""
+loadgen_pid=""
 
 cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+    [ -n "$loadgen_pid" ] && kill "$loadgen_pid" 2>/dev/null || true
+    [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
+say() { echo "bench: $*" >&2; }
+
+if [ -n "$quick" ]; then
+    window=0.2 warmup=0.1 rounds=1
+    cells=("10 64 1" "100 64 16" "1000 4096 1")
+    idle_counts=(100)
+    trace_msgs=(200 600) callgrind_msgs=(100 300)
+else
+    window=0.8 warmup=0.2 rounds=3
+    cells=()
+    for size in 64 4096; do
+        for depth in 1 16; do
+            for conns in 1 10 100 1000; do cells+=("$conns $size $depth"); done
+        done
+    done
+    cells+=("10000 64 1")   # for the rows that claim 10,000
+    idle_counts=(1000 10000)
+    trace_msgs=(1000 4000) callgrind_msgs=(500 2000)
+fi
 
 pin_server=() pin_loadgen=()
 if [ "${BENCH_PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
     pin_server=(taskset -c 0) pin_loadgen=(taskset -c 1)
 fi
 
-# Start DIR/PROG on a free port; sets server_pid and port.
+# ---- the rows: every bench stage, then the references --------------------
+# name, command (run from the top of the repo), most connections
+names=() cmds=() maxconns=()
+while read -r dir prog most; do
+    names+=("$dir") cmds+=("$dir/$prog") maxconns+=("$most")
+done < <(tests/stages -b)
+base=""
+for n in "${names[@]}"; do [[ $n == 06-* ]] && base=$n; done
+
+# References: not stages (the harness does not check them), left out when
+# their runtime is missing.
+if pkg-config --exists libuv 2>/dev/null && make -s -C tests ref_libuv >/dev/null; then
+    names+=(libuv) cmds+=(tests/ref_libuv) maxconns+=(10000)
+    [ -z "$base" ] && base=libuv
+else
+    say "no libuv (libuv1-dev): the libuv reference row is left out"
+fi
+# The interpreter itself, not a wrapper script that runs it (pyenv's
+# shims are), so that callgrind and /proc see Python.
+if python=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) && [ -n "$python" ]; then
+    for design in asyncio selectors threadpool; do
+        names+=("py-$design") cmds+=("$python tests/ref_python.py $design")
+        # the seeds' thread pool has 5 workers: 10,000 clients wait in line
+        maxconns+=("$([ $design = threadpool ] && echo 1000 || echo 10000)")
+    done
+else
+    say "no python3: the Python reference rows are left out"
+fi
+nrows=${#names[@]}
+
+# ---- starting and stopping servers ---------------------------------------
+
+# The process that really serves: the last of the chain WRAPPER -> ... ->
+# server (rusage, perf and strace fork it; valgrind and python exec).
+leaf_pid() {
+    local pid=$1 kids
+    while kids=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null) && [ -n "$kids" ]; do
+        pid=${kids%% *}
+    done
+    echo "$pid"
+}
+
+# start_server ROW [WRAPPER...]: ROW's server on a free port, pinned, under
+# WRAPPER (default: tests/rusage, which writes its CPU time and context
+# switches, all threads, to $work/rusage when it exits). Sets server_pid
+# (what we started), leaf (the server itself) and port.
 start_server() {
-    local fifo=$work/ready line
-    rm -f "$fifo"
+    local row=$1 fifo=$work/ready line
+    shift
+    local wrap=("$@")
+    [ ${#wrap[@]} -eq 0 ] && wrap=(tests/rusage "$work/rusage")
+    rm -f "$fifo" "$work/rusage"
     mkfifo "$fifo"
-    rm -f "$work/rusage"
-    "${pin_server[@]}" tests/rusage "$work/rusage" "$1/$2" -p 0 -q >"$fifo" 2>"$work/server.log" &
+    # shellcheck disable=SC2086 # a row's command is words
+    "${pin_server[@]}" "${wrap[@]}" ${cmds[$row]} -p 0 -q >"$fifo" 2>"$work/server.log" &
     server_pid=$!
-    if ! IFS= read -r -t 10 line <"$fifo" || [[ $line != "listening on "*:* ]]; then
-        echo "bench: $1/$2 did not start:" >&2
+    if ! IFS= read -r -t 30 line <"$fifo" || [[ $line != "listening on "*:* ]]; then
+        say "${names[$row]} did not start:"
         cat "$work/server.log" >&2
         exit 1
     fi
     port=${line##*:}
+    leaf=$(leaf_pid "$server_pid")
+    # Ready means serving: one real echo (it also pages the echo path in).
+    if ! tests/loadgen -p "$port" -n 1 -d 30 >"$work/ready.out" 2>&1; then
+        say "${names[$row]} does not echo:"
+        cat "$work/ready.out" "$work/server.log" >&2
+        exit 1
+    fi
 }
 
+# SIGTERM goes to the server itself: the wrappers pass it on, or (perf)
+# would end without writing what they counted.
 stop_server() {
-    kill -TERM "$server_pid"
+    kill -TERM "$leaf" 2>/dev/null || true
     if ! wait "$server_pid"; then
-        echo "bench: server did not exit cleanly" >&2
+        say "${names[$1]} did not exit cleanly on SIGTERM:"
+        tail -5 "$work/server.log" >&2
         exit 1
     fi
     server_pid=""
 }
 
-# The server's cost per message: CPU µs and context switches, from
-# tests/rusage's line, divided by the messages loadgen counted; and its
-# CPU use over the window, in % of one core. Prints "cpu% us/msg cs/msg".
-server_cost() {
-    awk -v msgs="$1" -v secs="$2" '{
-        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        cpu = v["user_s"] + v["sys_s"]; cs = v["vcsw"] + v["ivcsw"]
-        if (msgs > 0) printf "%.0f %.1f %.2f\n", 100 * cpu / secs, 1e6 * cpu / msgs, cs / msgs
-        else printf "%.0f - -\n", 100 * cpu / secs
-    }' "$work/rusage"
+# Pull KEY=VALUE out of a line of KEY=VALUE words.
+field() { sed -n "s/.*\<$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+loadgen() {
+    "${pin_loadgen[@]}" tests/loadgen -p "$port" "$@"
 }
 
-# Pull KEY=VALUE out of loadgen's RESULT line.
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+# ---- progress -------------------------------------------------------------
+started=$SECONDS
+# CPU time the hypervisor gave to other machines: "steal" in /proc/stat.
+steal() { awk '$1 == "cpu" { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+read -r steal0 total0 < <(steal)
+step=0 steps=0
+# One line per step; on a terminal each overwrites the one before.
+if [ -t 2 ]; then eol='\r'; else eol='\n'; fi
+progress() {
+    step=$((step + 1))
+    local used=$((SECONDS - started)) left="?"
+    [ "$step" -gt 1 ] && left=$(( used * (steps - step + 1) / (step - 1) ))
+    printf "bench: [%3d/%d] %-58s about %s s left $eol" "$step" "$steps" "$*" "$left" >&2
+}
+progress_done() { [ "$eol" = '\n' ] || printf '\r%*s\r' 110 "" >&2; }
+
+# ---- throughput -----------------------------------------------------------
+runs=$out/bench-runs.csv
+echo "row,conns,size,depth,round,msgs,msgs_per_s,p50_us,p99_us,srv_pct,gen_pct,us_per_msg,cs_per_msg,starved,refused,unfinished,first_done_ms,last_done_ms" >"$runs"
+
+# How many messages each connection sends in a window: about WINDOW
+# seconds' worth at the rate this row managed last time (at any cell).
+declare -A rate
+quota() {
+    local r=${rate[$1]:-20000}
+    awk -v r="$r" -v w="$window" -v c="$2" 'BEGIN { n = int(r * w / c + 0.5); print n < 2 ? 2 : n }'
+}
+
+run_cell() {
+    local row=$1 conns=$2 size=$3 depth=$4 round=$5 n result
+    n=$(quota "$row" "$conns")
+    start_server "$row"
+    if ! result=$(loadgen -c "$conns" -s "$size" -D "$depth" -n "$n" -W "$warmup" \
+                          -d "$(awk -v w="$window" 'BEGIN { print 20 * w + 10 }')" \
+                          -T 30 -P "$leaf" 2>"$work/loadgen.err" | grep '^RESULT '); then
+        progress_done
+        say "loadgen failed against ${names[$row]} ($conns connections, $size B, depth $depth):"
+        cat "$work/loadgen.err" >&2
+        exit 1
+    fi
+    stop_server "$row"
+    local secs msgs all cpu cs
+    secs=$(field seconds "$result") msgs=$(field msgs "$result")
+    all=$((msgs + $(field warm_msgs "$result")))
+    read -r cpu cs < <(awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+                              print v["user_s"] + v["sys_s"], v["vcsw"] + v["ivcsw"] }' "$work/rusage")
+    [ "$msgs" -gt 0 ] && rate[$row]=$(field msgs_per_s "$result")
+    awk -v FS=, -v OFS=, -v msgs="$msgs" -v all="$all" -v secs="$secs" -v cs="$cs" \
+        -v scpu="$(field server_cpu_s "$result")" -v gcpu="$(field cpu_s "$result")" '
+        function per(x, m, f) { return m > 0 ? sprintf(f, x / m) : "" }
+        BEGIN { printf "%.0f,%.0f,%s,%s\n", 100 * scpu / secs, 100 * gcpu / secs,
+                       per(1e6 * scpu, msgs, "%.2f"), per(cs, all, "%.3f") }' >"$work/cost"
+    local r=$result
+    echo "${names[$row]},$conns,$size,$depth,$round,$msgs,$(field msgs_per_s "$r"),$(field p50_us "$r"),$(field p99_us "$r"),$(cat "$work/cost"),$(field starved "$r"),$(field refused "$r"),$(field unfinished "$r"),$(field first_done_ms "$r"),$(field last_done_ms "$r")" >>"$runs"
+}
+
+for cell in "${cells[@]}"; do
+    read -r conns size depth <<<"$cell"
+    for ((row = 0; row < nrows; row++)); do
+        [ "$conns" -le "${maxconns[$row]}" ] && steps=$((steps + rounds))
+    done
+done
+steps=$((steps + 3 * nrows))   # memory, syscalls, instructions
 
 echo "bench: $(uname -sr), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "bench: ${size}-byte messages, ${seconds} s per run${pin_server:+, server on CPU 0, loadgen on CPU 1}"
-echo
-echo "stage,conns,size,seconds,msgs,msgs_per_s,mib_per_s,p50_us,p99_us,max_us,starved,refused,min_per_conn,max_per_conn,errors,cpu_s,server_cpu_pct,server_us_per_msg,server_cs_per_msg" >"$csv"
-printf '%-14s %6s %9s %7s %7s %5s %5s %7s %6s %10s %8s %14s\n' stage conns msgs/s p50_us p99_us srv% gen% us/msg cs/msg starved refused "min..max/conn"
-while read -r dir prog; do
-    for conns in "${conns_list[@]}"; do
-        start_server "$dir" "$prog"
-        result=$("${pin_loadgen[@]}" tests/loadgen -a 127.0.0.1 -p "$port" -c "$conns" -s "$size" -d "$seconds" | grep '^RESULT ') || {
-            echo "bench: loadgen failed against $dir/$prog with $conns connections" >&2
-            exit 1
-        }
-        stop_server
-        secs=$(field seconds "$result")
-        read -r srv_pct us_msg cs_msg < <(server_cost "$(field msgs "$result")" "$secs")
-        gen_pct=$(awk -v c="$(field cpu_s "$result")" -v s="$secs" 'BEGIN { printf "%.0f", 100 * c / s }')
-        row=$dir
-        for key in conns size seconds msgs msgs_per_s mib_per_s p50_us p99_us max_us starved refused min_per_conn max_per_conn errors cpu_s; do
-            row+=,$(field "$key" "$result")
+echo "bench: $(date -u '+%Y-%m-%d %H:%M UTC'); ${window} s windows after ${warmup} s of warm-up, ${rounds} round(s) per cell${pin_server:+; server on CPU 0, loadgen on CPU 1}"
+echo "bench: rows: ${names[*]}${base:+; ratios (xbase) to $base}"
+for cell in "${cells[@]}"; do
+    read -r conns size depth <<<"$cell"
+    for ((round = 1; round <= rounds; round++)); do
+        for ((row = 0; row < nrows; row++)); do
+            [ "$conns" -le "${maxconns[$row]}" ] || continue
+            progress "${names[$row]}: $conns conns, $size B, depth $depth, round $round/$rounds"
+            run_cell "$row" "$conns" "$size" "$depth" "$round"
         done
-        echo "$row,$srv_pct,$us_msg,$cs_msg" >>"$csv"
-        printf '%-14s %6s %9s %7s %7s %5s %5s %7s %6s %10s %8s %14s\n' "$dir" "$conns" \
-            "$(field msgs_per_s "$result")" "$(field p50_us "$result")" "$(field p99_us "$result")" \
-            "$srv_pct" "$gen_pct" "$us_msg" "$cs_msg" \
-            "$(field starved "$result")/$conns" "$(field refused "$result")" \
-            "$(field min_per_conn "$result")..$(field max_per_conn "$result")"
     done
-done < <(tests/stages -b)
-echo
-echo "bench: CSV in $csv. srv%, gen% = the server's and loadgen's CPU over the window, in % of"
-echo "bench: one core: a side near 100% was the limit. us/msg, cs/msg = the server's CPU time and"
-echo "bench: context switches per message (all its threads, start to exit, from tests/rusage)."
-echo "bench: starved = connections that got no reply at all; refused = those the server told"
-echo "bench: \"server busy\"."
+done
+
+# ---- system calls and instructions per message ----------------------------
+# Both from the difference between two runs of different message counts
+# (10 connections, 64 B, one in flight), so start-up and connection set-up
+# cancel out. System calls: perf's raw_syscalls:sys_enter tracepoint counts
+# them in the kernel, every thread, at full speed, but needs root (or a
+# lax perf_event_paranoid and a readable tracefs); strace -f -c counts the
+# same, stopping the server at every call.
+counter=""
+if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -x, -o /dev/null true 2>/dev/null; then
+    counter=perf
+elif command -v strace >/dev/null; then
+    counter=strace
+else
+    say "neither perf nor strace can count system calls here: that column is left out"
+fi
+has_callgrind=""
+if command -v valgrind >/dev/null; then has_callgrind=1; else
+    say "no valgrind: the instructions-per-message column is left out"
+fi
+
+declare -A syscalls instrs
+count_syscalls() {   # ROW MESSAGES -> prints the count
+    local f=$work/count
+    rm -f "$f"
+    case $counter in
+    perf) start_server "$1" perf stat -e raw_syscalls:sys_enter -x, -o "$f" -- ;;
+    strace) start_server "$1" strace -f -c -U calls -o "$f" ;;
+    esac
+    loadgen -c 10 -n $(($2 / 10)) -d 60 >/dev/null
+    stop_server "$1"
+    case $counter in
+    perf) awk -F, '/raw_syscalls/ { print $1 }' "$f" ;;
+    strace) awk '$2 == "total" { print $1 }' "$f" ;;
+    esac
+}
+count_instructions() {   # ROW MESSAGES -> prints the count
+    local f=$work/callgrind.out
+    rm -f "$f"
+    start_server "$1" valgrind --tool=callgrind --callgrind-out-file="$f" -q
+    loadgen -c 10 -n $(($2 / 10)) -d 120 -T 30 >/dev/null
+    stop_server "$1"
+    awk '/^(summary|totals):/ { print $2; exit }' "$f"
+}
+per_message() {   # COUNT1 COUNT2 MSGS1 MSGS2
+    awk -v a="$1" -v b="$2" -v m="$3" -v n="$4" 'BEGIN { if (a != "" && b != "") printf "%.1f", (b - a) / (n - m) }'
+}
+for ((row = 0; row < nrows; row++)); do
+    progress "${names[$row]}: system calls per message ($counter)"
+    if [ -n "$counter" ]; then
+        a=$(count_syscalls "$row" "${trace_msgs[0]}") b=$(count_syscalls "$row" "${trace_msgs[1]}")
+        syscalls[$row]=$(per_message "$a" "$b" "${trace_msgs[@]}")
+    fi
+    progress "${names[$row]}: instructions per message (callgrind)"
+    # Valgrind takes seconds to start: the quick run does the first row only.
+    if [ -n "$has_callgrind" ] && { [ -z "$quick" ] || [ "$row" = 0 ]; }; then
+        a=$(count_instructions "$row" "${callgrind_msgs[0]}") b=$(count_instructions "$row" "${callgrind_msgs[1]}")
+        instrs[$row]=$(per_message "$a" "$b" "${callgrind_msgs[@]}")
+    fi
+done
+
+# ---- memory per idle connection --------------------------------------------
+# loadgen -H: every connection does one echo, then stays open, idle, until
+# we close loadgen's standard input. Before and after: the server's RSS
+# (all its threads share one address space) and the kernel's slab.
+meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
+rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
+declare -A mem_rss mem_slab
+for ((row = 0; row < nrows; row++)); do
+    progress "${names[$row]}: memory per idle connection"
+    for idle in "${idle_counts[@]}"; do
+        [ "$idle" -le "${maxconns[$row]}" ] || continue
+        start_server "$row"
+        rss0=$(rss_kib "$leaf") slab0=$(meminfo Slab)
+        mkfifo "$work/hold-in" "$work/hold-out"
+        # A server that serves a few at a time leaves the rest waiting: -d
+        # gives up on them after a few seconds (then "-": not held).
+        "${pin_loadgen[@]}" tests/loadgen -p "$port" -c "$idle" -n 1 -H -d $((2 + idle / 1000)) -T 30 \
+            <"$work/hold-in" >"$work/hold-out" 2>"$work/loadgen.err" &
+        loadgen_pid=$!
+        exec 7>"$work/hold-in" 8<"$work/hold-out"
+        result=""
+        while IFS= read -r -t 90 line <&8; do
+            [[ $line == RESULT* ]] && result=$line
+            [[ $line == holding* ]] && break
+        done
+        rss1=$(rss_kib "$leaf") slab1=$(meminfo Slab)
+        exec 7>&- 8<&-
+        wait "$loadgen_pid" || true
+        loadgen_pid=""
+        rm -f "$work/hold-in" "$work/hold-out"
+        stop_server "$row"
+        if [ "$(field unfinished "$result")" = 0 ] && [ "$(field refused "$result")" = 0 ]; then
+            mem_rss[$row,$idle]=$(awk -v a="$rss0" -v b="$rss1" -v n="$idle" 'BEGIN { printf "%.1f", (b - a) / n }')
+            mem_slab[$row,$idle]=$(awk -v a="$slab0" -v b="$slab1" -v n="$idle" 'BEGIN { printf "%.1f", (b - a) / n }')
+        else
+            mem_rss[$row,$idle]="-" mem_slab[$row,$idle]="-"
+        fi
+    done
+done
+progress_done
+
+# ---- the report -------------------------------------------------------------
+costs=$out/bench-costs.csv
+for ((row = 0; row < nrows; row++)); do
+    echo "${names[$row]},${syscalls[$row]:-},${instrs[$row]:-},${mem_rss[$row,${idle_counts[0]}]:-},${mem_slab[$row,${idle_counts[0]}]:-},${mem_rss[$row,10000]:-},${mem_slab[$row,10000]:-}"
+done >"$costs"
+
+awk -F, -v OFS=, -v base="$base" -v out="$out" -v idle="${idle_counts[0]}" '
+# Sort idx[1..n] by val[idx[i]] (a few values: insertion sort).
+function order(idx, n, val,    i, j, t) {
+    for (i = 1; i <= n; i++) idx[i] = i
+    for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && val[idx[j - 1]] + 0 > val[idx[j]] + 0; j--) {
+            t = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = t
+        }
+}
+function median(val, n,    idx) {
+    order(idx, n, val)
+    return n % 2 ? val[idx[(n + 1) / 2]] : (val[idx[n / 2]] + val[idx[n / 2 + 1]]) / 2
+}
+function dash(x) { return x == "" ? "-" : x }
+# The run of KEY whose msgs/s is the median (the lower middle one), split into F.
+function median_run(key, f,    i, n, idx, val) {
+    n = runs[key]
+    for (i = 1; i <= n; i++) val[i] = rate[key, i]
+    order(idx, n, val)
+    split(run[key, idx[int((n + 1) / 2)]], f, ",")
+}
+FNR == 1 && FILENAME !~ /costs/ { next }
+FILENAME ~ /costs/ { cost[$1] = $0; next }
+{
+    cell = $3 " " $4
+    key = $1 SUBSEP $2 SUBSEP cell
+    if (!(cell in seen_cell)) { seen_cell[cell] = 1; cells[++ncells] = cell }
+    if (!($1 in seen_row)) { seen_row[$1] = 1; rows[++nrows] = $1 }
+    if (!($2 in seen_conns)) { seen_conns[$2] = 1; conns[++nconns] = $2 }
+    n = ++runs[key]
+    run[key, n] = $0
+    rate[key, n] = $7
+    by_round[key, $5] = $7
+}
+END {
+    order(ci, nconns, conns)        # connection counts, fewest first
+    csv = out "/bench.csv"
+    print "row,conns,size,depth,rounds,msgs_per_s,spread_pct,ratio_to_base,p50_us,p99_us,srv_pct,gen_pct,us_per_msg,cs_per_msg,starved,refused,unfinished,first_done_ms,last_done_ms" >csv
+    fmt = "%-14s %6s %9s %5s %6s %7s %8s %5s %5s %7s %7s %6s %7s %17s\n"
+    for (c = 1; c <= ncells; c++) {
+        split(cells[c], sd, " ")
+        printf "\n%s-byte messages, %s in flight per connection%s\n", sd[1], sd[2],
+               (sd[2] > 1 ? "" : " (ping-pong)")
+        printf fmt, "row", "conns", "msgs/s", "+-%", "xbase", "p50_us", "p99_us", "srv%",
+               "gen%", "us/msg", "cs/msg", "unfin", "refused", "done ms 1st..last"
+        for (k = 1; k <= nconns; k++) {
+            cn = conns[ci[k]]
+            for (r = 1; r <= nrows; r++) {
+                key = rows[r] SUBSEP cn SUBSEP cells[c]
+                if (!(n = runs[key])) continue
+                delete list
+                for (i = 1; i <= n; i++) list[i] = rate[key, i]
+                order(idx, n, list)
+                med = median(list, n)
+                spread = med > 0 ? sprintf("%.0f", 100 * (list[idx[n]] - list[idx[1]]) / med / 2) : "-"
+                ratio = "-"
+                bkey = base SUBSEP cn SUBSEP cells[c]
+                if (base != "" && runs[bkey]) {
+                    m = 0
+                    delete ratios
+                    for (i = 1; i <= n; i++)
+                        if (by_round[bkey, i] > 0) ratios[++m] = by_round[key, i] / by_round[bkey, i]
+                    if (m) ratio = sprintf("%.2f", median(ratios, m))
+                }
+                median_run(key, f)
+                gmed[rows[r], cn, cells[c]] = sprintf("%.0f", med)
+                gcpu[rows[r], cn, cells[c]] = f[12]
+                printf fmt, rows[r], cn, sprintf("%.0f", med), spread, ratio, f[8], f[9], f[10],
+                       f[11], dash(f[12]), dash(f[13]), f[16], f[15], f[17] ".." f[18]
+                print rows[r], cn, sd[1], sd[2], n, sprintf("%.0f", med), spread, ratio,
+                      f[8], f[9], f[10], f[11], f[12], f[13], f[14], f[15], f[16], f[17], f[18] >csv
+            }
+        }
+    }
+    printf "\nWhat a message and an idle connection cost the server\n"
+    fmt = "%-14s %7s %7s %9s %9s %10s %10s %10s %10s\n"
+    printf fmt, "row", "us/msg", "cs/msg", "syscalls", "instr", "rss/conn", "slab/conn",
+           "rss/conn", "slab/conn"
+    printf fmt, "", "(100c)", "(100c)", "/msg", "/msg", "KiB @" idle, "KiB @" idle,
+           "KiB @10k", "KiB @10k"
+    for (r = 1; r <= nrows; r++) {
+        split(cost[rows[r]], cst, ",")
+        key = rows[r] SUBSEP 100 SUBSEP "64 1"
+        delete f
+        if (runs[key]) median_run(key, f)
+        printf fmt, rows[r], dash(f[12]), dash(f[13]), dash(cst[2]), dash(cst[3]), dash(cst[4]),
+               dash(cst[5]), dash(cst[6]), dash(cst[7])
+    }
+    # gnuplot data: a column per row, a line per connection count
+    for (g = 1; g <= 3; g++) {
+        file = out "/bench-" (g == 1 ? "depth1" : g == 2 ? "depth16" : "cpu") ".dat"
+        cell = g == 2 ? "64 16" : "64 1"
+        line = "conns"
+        for (r = 1; r <= nrows; r++) line = line " " rows[r]
+        print line >file
+        for (k = 1; k <= nconns; k++) {
+            cn = conns[ci[k]]
+            line = cn
+            for (r = 1; r <= nrows; r++) {
+                v = g == 3 ? gcpu[rows[r], cn, cell] : gmed[rows[r], cn, cell]
+                line = line " " (v == "" ? "-" : v)
+            }
+            print line >file
+        }
+        close(file)
+    }
+}' "$runs" "$costs"
+
+cat <<EOF
+
+Reading the tables: msgs/s is the median of the rounds, +-% half the spread between the
+fastest and the slowest round, xbase the ratio to ${base:-the base row} taken round by round.
+p50/p99 come from a closed-loop generator, which waits for each answer before sending
+the next: while a server stalls no message is sent, so the stall is timed once, not for
+every message that should have gone out meanwhile (coordinated omission): tails are
+under-reported. srv%, gen% = the server's and loadgen's CPU in the window, in % of one
+core: a side near 100% was the limit. us/msg = the server's CPU per message in the window
+(all its threads, from /proc); cs/msg = its context switches per message (tests/rusage).
+unfin = connections whose quota was not back in time; refused = told "server busy";
+done ms = when the first and the last connection had all their messages back.
+syscalls/msg counted by ${counter:-nothing} and instr/msg (user space) by callgrind, each the
+difference between two runs (10 connections, 64 B, ping-pong). rss/conn, slab/conn: the
+server's resident memory and the kernel's slab (both ends of each loopback connection)
+per idle connection; - where the server did not hold them all.
+CSV: $out/bench.csv (medians), $runs (every run), $costs.
+EOF
+
+if command -v gnuplot >/dev/null; then
+    for g in depth1 depth16 cpu; do
+        case $g in
+        depth1) title="64-byte messages, ping-pong (1 in flight)" ylabel="messages per second" ;;
+        depth16) title="64-byte messages, 16 in flight per connection" ylabel="messages per second" ;;
+        cpu) title="Server CPU per message, 64-byte ping-pong" ylabel="CPU microseconds per message" ;;
+        esac
+        gnuplot 2>"$work/gnuplot.err" <<EOF || { cat "$work/gnuplot.err" >&2; exit 1; }
+set terminal pngcairo size 900,540 noenhanced
+set output "$out/bench-$g.png"
+set title "$title"
+set xlabel "connections"
+set ylabel "$ylabel"
+set logscale x
+set key outside right
+set grid
+set datafile missing "-"
+plot for [i=2:$((nrows + 1))] "$out/bench-$g.dat" using 1:i with linespoints title columnheader(i)
+EOF
+    done
+    echo "Charts: $out/bench-depth1.png, $out/bench-depth16.png, $out/bench-cpu.png"
+else
+    say "no gnuplot (gnuplot-nox): no charts"
+fi
+read -r steal1 total1 < <(steal)
+echo "bench: done in $((SECONDS - started)) s; $(awk -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) \
+    'BEGIN { printf "%.1f", (t > 0 ? 100 * s / t : 0) }')% of the CPU time was stolen by the hypervisor"
+

@@ -155,13 +155,18 @@ void limit_concurrent(const struct stage *st)
     second_client_of(st, 0);
 }
 
-long long result_field(const char *out, const char *key)
+double result_number(const char *out, const char *key)
 {
     const char *line = strstr(out, "RESULT "), *p;
     char pat[32];
     snprintf(pat, sizeof pat, " %s=", key);
     ck_assert_msg(line != NULL && (p = strstr(line, pat)) != NULL, "no %s in:\n%s", key, out);
-    return strtoll(p + strlen(pat), NULL, 10);
+    return strtod(p + strlen(pat), NULL);
+}
+
+long long result_field(const char *out, const char *key)
+{
+    return (long long)result_number(out, key);
 }
 
 /* The load generator against the stage's server: every message of every

@@ -1,10 +1,19 @@
 #!/bin/sh
-# deps.sh - make sure what `make test` needs is installed: Check (the unit
-# test library, found through pkg-config), valgrind, and ThreadSanitizer's
-# run-time library (libtsan, for tests/tsan.sh). On Debian/Ubuntu we
-# install what is missing with apt-get, saying so first; elsewhere we say
-# what to install and stop.
+# deps.sh - make sure what a make target needs is installed. On
+# Debian/Ubuntu we install what is missing with apt-get, saying so first;
+# elsewhere we say what to install.
+#
+# usage: tests/deps.sh [test | bench]
+#   test   (default) Check (the unit test library, found through
+#          pkg-config), valgrind, and ThreadSanitizer's run-time library
+#          (libtsan, for tests/tsan.sh); without them `make test` stops.
+#   bench  gnuplot (the charts), libuv (the libuv reference server),
+#          python3 (the Python reference servers), strace (system calls per
+#          message, where perf cannot count them) and valgrind (callgrind:
+#          instructions per message). `make bench` goes on without any of
+#          them, leaving out what needs it and saying so.
 set -eu
+mode=${1:-test}
 
 # Can ${CC:-cc} build and link a program with -fsanitize=thread?
 has_tsan() {
@@ -15,31 +24,51 @@ has_tsan() {
     rm -rf "$dir"
     return $ok
 }
+has() { command -v "$1" >/dev/null 2>&1; }
 
 missing=""
-command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
-if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists check; then
-    missing="$missing check"
-fi
-command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
-has_tsan || missing="$missing libtsan2"
+case $mode in
+test)
+    has pkg-config || missing="$missing pkg-config"
+    if ! has pkg-config || ! pkg-config --exists check; then missing="$missing check"; fi
+    has valgrind || missing="$missing valgrind"
+    has_tsan || missing="$missing libtsan2"
+    ;;
+bench)
+    has gnuplot || missing="$missing gnuplot-nox"
+    has pkg-config || missing="$missing pkg-config"
+    if ! has pkg-config || ! pkg-config --exists libuv; then missing="$missing libuv1-dev"; fi
+    has python3 || missing="$missing python3"
+    has strace || missing="$missing strace"
+    has valgrind || missing="$missing valgrind"
+    ;;
+*)
+    echo "usage: tests/deps.sh [test | bench]" >&2
+    exit 2
+    ;;
+esac
 [ -z "$missing" ] && exit 0
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "make test needs:$missing (install them with your package manager)" >&2
-    exit 1
-fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-    if ! command -v sudo >/dev/null 2>&1; then
-        echo "make test needs:$missing; run as root: apt-get install$missing" >&2
+# What to do when we cannot install: `make test` stops, `make bench` goes on.
+cannot() {
+    if [ "$mode" = test ]; then
+        echo "make test needs:$missing; $1" >&2
         exit 1
     fi
+    echo "make bench: going on without:$missing ($1)" >&2
+    exit 0
+}
+has apt-get || cannot "install them with your package manager"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    has sudo || cannot "as root: apt-get install$missing"
     sudo="sudo"
 fi
-echo "make test: installing$missing with ${sudo:+sudo }apt-get"
+echo "make $mode: installing$missing with ${sudo:+sudo }apt-get"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q >/dev/null
-# shellcheck disable=SC2086 # word splitting of the package list is wanted
-$sudo apt-get install -y -q $missing >/dev/null
-echo "make test: installed$missing"
+if ! { $sudo apt-get update -q >/dev/null &&
+       # shellcheck disable=SC2086 # word splitting of the package list is wanted
+       $sudo apt-get install -y -q $missing >/dev/null; }; then
+    cannot "apt-get failed"
+fi
+echo "make $mode: installed$missing"

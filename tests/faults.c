@@ -5,9 +5,13 @@
  * with ENOBUFS; FAULT=setsockopt@3 lets the first two through. A program
  * that ignores the result goes on half set up - a timeout that is not
  * there, an address it never learnt - which the checks then catch.
+ * FAULT=connect fails connect() on sockets not bound to an address of
+ * their own with EADDRNOTAVAIL, as when the ephemeral ports run out.
  */
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -50,5 +54,24 @@ int getsockname(int fd, struct sockaddr *sa, socklen_t *len)
 int getpeername(int fd, struct sockaddr *sa, socklen_t *len)
 {
     REAL(getpeername);
+    return real(fd, sa, len);
+}
+
+/* Out of ports, connect() says EADDRNOTAVAIL - unless the socket was bound
+ * to a source address first, and that address still has ports. */
+int connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    static __typeof__(&connect) real;
+    static unsigned calls;
+    struct sockaddr_in me;
+    socklen_t n = sizeof me;
+    int bound = getsockname(fd, (struct sockaddr *)&me, &n) == 0 && me.sin_family == AF_INET &&
+                me.sin_addr.s_addr != htonl(INADDR_ANY);
+    if (!bound && should_fail("connect", &calls)) {
+        errno = EADDRNOTAVAIL;
+        return -1;
+    }
+    if (real == NULL)
+        *(void **)&real = dlsym(RTLD_NEXT, "connect");
     return real(fd, sa, len);
 }

@@ -85,6 +85,7 @@ static const struct tool {
     check_fn *test;
 } tools[] = {
     {"loadgen", check_loadgen_catches},
+    {"lgmodes", check_loadgen_modes},
     {"concur", check_concurrent_is_proven},
     {"rusage", check_rusage},
 };

@@ -57,6 +57,7 @@ enum { ERR_PIPE = 1, ERR_TERMINAL = 2 };
 /* How to start a program; zero values are the ordinary choices. */
 struct spawn_opts {
     const char *in;         /* stdin's whole contents (NULL: empty) */
+    int in_open;            /* instead, stdin a pipe left open: proc.in */
     enum out_kind out;
     const char *out_path;   /* with OUT_PATH */
     int err_unread;         /* ERR_PIPE or ERR_TERMINAL that nobody reads */
@@ -67,6 +68,7 @@ struct spawn_opts {
 struct proc {
     pid_t pid;
     int pidfd;      /* readable when the process has exited */
+    int in;         /* with in_open, stdin's write end (close it: EOF), else -1 */
     int out;        /* stdout: a pipe or a temp file (-1 if none) */
     int err;        /* stderr: a temp file, or the unread pipe */
     int status;     /* wait status once reaped */
@@ -182,12 +184,13 @@ check_fn check_many, check_busy, check_pool, check_counters, check_processes;
 /* checks_clients.c: the clients against bad servers */
 check_fn check_clients, check_client_timeouts, check_client_output;
 /* checks_tools.c: the harness's own tools (no stage: ST is NULL) */
-check_fn check_loadgen_catches, check_concurrent_is_proven, check_rusage;
+check_fn check_loadgen_catches, check_loadgen_modes, check_concurrent_is_proven, check_rusage;
 
 /* Used by check_concurrent and by the tools check that proves it. */
 void second_client(int port, int expect_served);
 /* loadgen's RESULT line field KEY; asserts it is there. */
 long long result_field(const char *out, const char *key);
+double result_number(const char *out, const char *key);
 /* Can this process forge packets (raw sockets)? */
 int can_forge(void);
 

@@ -38,9 +38,26 @@
  * Faster than that (loopback manages over ten thousand a second), connect()
  * has to hunt for a port, and the hunt shows in the round trips; where
  * net.ipv4.tcp_tw_reuse lets it take one still in TIME_WAIT (by default on
- * loopback only) it goes on, elsewhere it fails with EADDRNOTAVAIL.  That
- * connection is then counted as an error and retired, like any failed
+ * loopback only) it goes on, elsewhere it fails with EADDRNOTAVAIL.  On
+ * loopback we then move to another source address (below); elsewhere that
+ * connection is counted as an error and retired, like any failed
  * re-connect, and the others soon follow: the run ends early, it never hangs.
+ *
+ * Source addresses: a connection is known by its four numbers (source
+ * address and port, server address and port), so against one server port
+ * one source address has only the ~28,000 ephemeral ports to offer.  When
+ * the server is on 127.0.0.0/8 - all of it is loopback - and connect()
+ * finds no port left, we carry on from 127.0.0.2, then .3, and so on, each
+ * good for another ~28,000 (-S COUNT spreads the connections over COUNT
+ * addresses from the start).
+ *
+ * For `make bench` (tests/bench.sh): -W SECONDS warms up - the
+ * connections exchange messages for that long first, then the counters
+ * start from zero; -P PID reads that process's CPU time (all its threads)
+ * from /proc at the start and the end of the timed window, so the report
+ * says how busy the server was while we measured; -H holds every
+ * connection open after the run until our stdin ends, so the server's
+ * memory per idle connection can be read.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -73,6 +90,7 @@ enum {
     HIST_BUCKETS = (64 - HIST_SUB_BITS + 1) * HIST_SUB,
     MAX_SECONDS = 1000000,
     MAX_DEPTH = 1000,
+    MAX_SOURCE = 254,       /* 127.0.0.1 .. 127.0.0.254 */
 };
 
 struct options {
@@ -84,7 +102,11 @@ struct options {
     long long messages;     /* round trips per connection; 0 means "until -d" */
     long depth;             /* messages in flight per connection (-D) */
     double connect_timeout;
+    double warmup;          /* -W: seconds of messages before the window */
+    long server_pid;        /* -P: whose CPU time to read (0: nobody's) */
+    long sources;           /* -S: source addresses to spread over (0: as needed) */
     bool short_conns;       /* -C: a new connection for every message */
+    bool hold;              /* -H: keep the connections open until stdin ends */
     bool help;
 };
 
@@ -107,6 +129,7 @@ struct conn {
     uint64_t *stamps;       /* when message m's first byte went out, at [m % depth] */
     uint64_t started_ns;    /* with -C, when the connect for this message started */
     uint64_t done_ns;       /* with -n, when its last message came back (0: not yet) */
+    uint64_t base;          /* `completed` when the timed window opened (-W) */
 };
 
 struct run {
@@ -120,18 +143,23 @@ struct run {
     unsigned char *out, *in, *expect;
     uint64_t *stamps;       /* conns x depth send times */
     struct histogram latency;
+    unsigned source;        /* connect from 127.0.0.SOURCE; 0: the kernel's choice */
+    bool warming;           /* in the -W warm-up, counting nothing */
+    uint64_t warm_messages; /* round trips done during the warm-up */
     uint64_t messages;
     unsigned errors;
     unsigned refused;       /* connections the server turned away, saying so */
     bool stop;              /* wrong bytes (or a broken epoll): end the run now */
     uint64_t start_ns;      /* when the timed window opened */
     double elapsed_s, cpu_s;
+    double server_cpu_s;    /* -P: the server's CPU time in the window (-1: not read) */
 };
 
 static void usage(FILE *to)
 {
     fputs("usage: loadgen [-a ADDR] [-p PORT] [-c CONNS] [-s SIZE]"
           " [-d SECONDS | -n MESSAGES] [-D DEPTH] [-T CONNECT_TIMEOUT] [-C]\n"
+          "               [-W SECONDS] [-P PID] [-S COUNT] [-H]\n"
           "  -a ADDR      server address, numeric IPv4 or IPv6 (default 127.0.0.1)\n"
           "  -p PORT      server port (default 9000)\n"
           "  -c CONNS     connections talking at once, 1..10000 (default 1)\n"
@@ -143,7 +171,14 @@ static void usage(FILE *to)
           "               ping-pong); every echoed byte is still checked in order\n"
           "  -T SECONDS   how long to wait for all connections to be set up (default 5)\n"
           "  -C           short connections: a new connection for every message, its\n"
-          "               handshake timed as part of the round trip\n",
+          "               handshake timed as part of the round trip\n"
+          "  -W SECONDS   warm up: exchange messages this long before the timed\n"
+          "               window, counting nothing (default 0)\n"
+          "  -P PID       report process PID's CPU time in the window (server_cpu_s)\n"
+          "  -S COUNT     spread the connections over source addresses 127.0.0.1 to\n"
+          "               127.0.0.COUNT, 1..254 (default: only once ports run short)\n"
+          "  -H           hold: after the run keep every connection open, say so,\n"
+          "               and wait for the end of standard input\n",
           to);
 }
 
@@ -182,7 +217,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
 
     *o = (struct options){ .addr = "127.0.0.1", .port = 9000, .conns = 1, .depth = 1,
                            .size = 64, .seconds = 5, .connect_timeout = 5 };
-    while (ok && (flag = getopt(argc, argv, "a:p:c:s:d:n:D:T:Ch")) != -1) {
+    while (ok && (flag = getopt(argc, argv, "a:p:c:s:d:n:D:T:CW:P:S:Hh")) != -1) {
         switch (flag) {
         case 'a': o->addr = optarg; break;
         case 'p': ok = integer_arg(flag, 1, 65535, "a port from 1 to 65535", &n);
@@ -198,6 +233,12 @@ static bool parse_options(int argc, char **argv, struct options *o)
                   o->depth = (long)n; break;
         case 'T': ok = seconds_arg(flag, &o->connect_timeout); break;
         case 'C': o->short_conns = true; break;
+        case 'W': ok = seconds_arg(flag, &o->warmup); break;
+        case 'P': ok = integer_arg(flag, 1, INT_MAX, "a process id", &n);
+                  o->server_pid = (long)n; break;
+        case 'S': ok = integer_arg(flag, 1, MAX_SOURCE, "a count from 1 to 254", &n);
+                  o->sources = (long)n; break;
+        case 'H': o->hold = true; break;
         case 'h': o->help = true; break;
         default: return false;  /* getopt has already said what was wrong */
         }
@@ -245,6 +286,28 @@ static double cpu_seconds(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec)
            + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Process PID's CPU time so far, user + system, all its threads (those
+ * gone included), from /proc/PID/stat; -1 if it cannot be read. */
+static double process_cpu_seconds(long pid)
+{
+    char path[64], buf[1024];
+    unsigned long long user, sys;
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields 14 and 15, counted after the command name, which may itself
+     * hold spaces and parentheses: so from the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                            &user, &sys) != 2)
+        return -1;
+    return (double)(user + sys) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* splitmix64's finalizer: cheap, and every input bit affects every output bit. */
@@ -371,15 +434,39 @@ static void watch(struct run *r, struct conn *c, uint32_t events)
     r->stop = true;
 }
 
+static bool on_loopback(const struct addrinfo *ai)
+{
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)ai->ai_addr;
+    return ai->ai_family == AF_INET && ntohl(sin->sin_addr.s_addr) >> 24 == 127;
+}
+
+/* With -S, connection i comes from 127.0.0.(1 + i % COUNT); otherwise from
+ * 127.0.0.SOURCE once the kernel's own choice has run out of ports. */
+static int bind_source(const struct run *r, const struct conn *c)
+{
+    unsigned k = r->opt->sources > 0 ? 1 + c->id % (unsigned)r->opt->sources : r->source;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000000u | k) };
+    int one = 1;
+    if (k == 0)
+        return 0;
+    /* The port is left to connect(), which knows the whole four numbers and
+     * can reuse a port that other servers' connections have: bind() would
+     * have to pick one free for every destination. */
+    if (setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0 ||
+        bind(c->fd, (const struct sockaddr *)&sa, sizeof sa) != 0)
+        return errno;
+    return 0;
+}
+
 /* Starts a non-blocking connect and has epoll tell us when it is over.
  * Returns 0 or an errno value, and lets the caller say what it means:
  * before the timed window a failure ends the run, inside it (-C) only this
  * connection.  c->fd is left for the caller to close either way. */
-static int open_connection(struct run *r, struct conn *c)
+static int start_connect(struct run *r, struct conn *c)
 {
     struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = c };
     const struct addrinfo *ai = r->ai;
-    int one = 1;
+    int one = 1, err;
 
     c->connected = false;
     c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -390,12 +477,30 @@ static int open_connection(struct run *r, struct conn *c)
      * 40 ms delayed-ACK timer instead of the server. */
     if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
         return errno;
-    /* EADDRNOTAVAIL here, at once, means no local port is left (-C). */
+    if ((err = bind_source(r, c)) != 0)
+        return err;
+    /* EADDRNOTAVAIL here, at once, means no local port is left. */
     if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)
         return errno;
     /* Writable means the handshake is over, one way or the other. */
     c->events = EPOLLOUT;
     return epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd, &ev) == 0 ? 0 : errno;
+}
+
+/* start_connect(), moving on to the next 127.0.0.x whenever this one has
+ * no port left. */
+static int open_connection(struct run *r, struct conn *c)
+{
+    for (;;) {
+        int err = start_connect(r, c);
+        if (err != EADDRNOTAVAIL || r->opt->sources > 0 || !on_loopback(r->ai) ||
+            r->source >= MAX_SOURCE)
+            return err;
+        r->source = r->source == 0 ? 2 : r->source + 1;
+        fprintf(stderr, "loadgen: no local port left; connecting from 127.0.0.%u from now on\n",
+                r->source);
+        close(c->fd);
+    }
 }
 
 /* Once a connecting socket turns writable, SO_ERROR says how it went. */
@@ -420,12 +525,17 @@ static const char *why_failed(int err)
 }
 
 /* Closing right away (rather than at the end) lets a one-client-at-a-time
- * server move on to the next client, as it would when a real client leaves. */
-static void retire_connection(struct run *r, struct conn *c)
+ * server move on to the next client, as it would when a real client leaves.
+ * With -H a connection that did its work stays open, unwatched, for the
+ * server's memory to be read; a broken one is closed all the same. */
+static void retire_connection(struct run *r, struct conn *c, bool broken)
 {
-    if (c->fd >= 0)
+    if (c->fd >= 0 && !broken && r->opt->hold)
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    else if (c->fd >= 0) {
         close(c->fd);
-    c->fd = -1;
+        c->fd = -1;
+    }
     c->finished = true;
     r->active--;
 }
@@ -440,7 +550,7 @@ static void fail_connection(struct run *r, struct conn *c, int err)
     else if (r->errors == MAX_REPORTS)
         fputs("loadgen: more connections failed; counting them without saying so\n", stderr);
     r->errors++;
-    retire_connection(r, c);
+    retire_connection(r, c, true);
 }
 
 /* The number of the first message this connection may not start yet:
@@ -448,8 +558,9 @@ static void fail_connection(struct run *r, struct conn *c, int err)
 static uint64_t send_limit(const struct run *r, const struct conn *c)
 {
     uint64_t limit = c->completed + (uint64_t)r->opt->depth;
-    if (r->opt->messages > 0 && limit > (uint64_t)r->opt->messages)
-        limit = (uint64_t)r->opt->messages;
+    uint64_t quota = c->base + (uint64_t)r->opt->messages;
+    if (r->opt->messages > 0 && !r->warming && limit > quota)
+        limit = quota;
     return limit;
 }
 
@@ -535,9 +646,10 @@ static void finish_message(struct run *r, struct conn *c)
     c->completed++;
     c->received = 0;
     r->messages++;
-    if (r->opt->messages > 0 && c->completed >= (uint64_t)r->opt->messages) {
+    if (r->opt->messages > 0 && !r->warming &&
+        c->completed - c->base >= (uint64_t)r->opt->messages) {
         c->done_ns = now;
-        retire_connection(r, c);
+        retire_connection(r, c, false);
     } else if (r->opt->short_conns)
         reconnect(r, c);
     else
@@ -593,7 +705,7 @@ static void receive_echo(struct run *r, struct conn *c)
         }
         if (is_refusal(r, c, (size_t)n)) {
             r->refused++;
-            retire_connection(r, c);
+            retire_connection(r, c, true);
             return;
         }
         for (size_t pos = 0; pos < (size_t)n;) {
@@ -676,19 +788,42 @@ static bool connect_all(struct run *r)
     return !r->stop;
 }
 
+/* The end of the warm-up (or the start, without -W): count from zero.
+ * Messages still in flight count when they come back. */
+static void open_window(struct run *r, double *cpu_start, double *server_start)
+{
+    r->warming = false;
+    r->warm_messages = r->messages;
+    r->messages = 0;
+    memset(&r->latency, 0, sizeof r->latency);
+    for (long i = 0; i < r->opt->conns; i++)
+        r->conns[i].base = r->conns[i].completed;
+    r->start_ns = now_ns();
+    *cpu_start = cpu_seconds();
+    *server_start = r->opt->server_pid ? process_cpu_seconds(r->opt->server_pid) : -1;
+}
+
 static void run_window(struct run *r)
 {
     struct epoll_event events[MAX_EVENTS];
-    uint64_t start = r->start_ns = now_ns();
-    uint64_t deadline = start + (uint64_t)(r->opt->seconds * 1e9);
-    double cpu_start = cpu_seconds();
+    double cpu_start = 0, server_start = -1;
+    uint64_t deadline = now_ns() + (uint64_t)((r->opt->warmup > 0 ? r->opt->warmup
+                                                                  : r->opt->seconds) * 1e9);
 
+    r->warming = r->opt->warmup > 0;
+    if (!r->warming)
+        open_window(r, &cpu_start, &server_start);
     for (long i = 0; i < r->opt->conns && !r->stop; i++) {
         r->conns[i].stamps[0] = now_ns();   /* -C: the first message's clock */
         send_message(r, &r->conns[i]);
     }
     while (!r->stop && r->active > 0) {
         int timeout_ms = ms_until(deadline);
+        if (timeout_ms == 0 && r->warming) {
+            open_window(r, &cpu_start, &server_start);
+            deadline = r->start_ns + (uint64_t)(r->opt->seconds * 1e9);
+            continue;
+        }
         if (timeout_ms == 0)
             break;
         int n = epoll_wait(r->epfd, events, MAX_EVENTS, timeout_ms);
@@ -700,8 +835,12 @@ static void run_window(struct run *r)
         for (int i = 0; i < n && !r->stop; i++)
             handle_event(r, events[i].data.ptr, events[i].events);
     }
-    r->elapsed_s = (double)(now_ns() - start) / 1e9;
+    if (r->warming)     /* everyone failed during the warm-up */
+        open_window(r, &cpu_start, &server_start);
+    r->elapsed_s = (double)(now_ns() - r->start_ns) / 1e9;
     r->cpu_s = cpu_seconds() - cpu_start;
+    double server_end = r->opt->server_pid ? process_cpu_seconds(r->opt->server_pid) : -1;
+    r->server_cpu_s = server_start >= 0 && server_end >= 0 ? server_end - server_start : -1;
 }
 
 static void print_results(const struct run *r)
@@ -720,7 +859,7 @@ static void print_results(const struct run *r)
 
     for (long i = 0; i < o->conns; i++) {
         const struct conn *c = &r->conns[i];
-        unsigned long long done = c->completed;
+        unsigned long long done = c->completed - c->base;
         starved += done == 0;
         fewest = done < fewest ? done : fewest;
         most = done > most ? done : most;
@@ -758,15 +897,38 @@ static void print_results(const struct run *r)
                first_ms, last_ms, unfinished ? " (the others ran out of time: -d)" : "");
     printf("  loadgen cpu: %.2f s user+sys (%.0f%% of the window)\n",
            r->cpu_s, 100 * r->cpu_s / elapsed);
+    if (r->server_cpu_s >= 0)
+        printf("  server cpu: %.2f s user+sys (%.0f%% of the window, all its threads)\n",
+               r->server_cpu_s, 100 * r->server_cpu_s / elapsed);
+    if (o->warmup > 0)
+        printf("  warm-up:    %llu messages in %.3g s before the window\n",
+               (unsigned long long)r->warm_messages, o->warmup);
     if (r->errors)
         printf("  errors:     %u (details on stderr)\n", r->errors);
     printf("RESULT conns=%ld size=%zu seconds=%.3f msgs=%llu msgs_per_s=%.0f mib_per_s=%.2f "
            "p50_us=%.0f p99_us=%.0f max_us=%.0f starved=%ld min_per_conn=%llu "
            "max_per_conn=%llu errors=%u cpu_s=%.2f short=%d refused=%u depth=%ld "
-           "unfinished=%ld first_done_ms=%.1f last_done_ms=%.1f\n",
+           "unfinished=%ld first_done_ms=%.1f last_done_ms=%.1f warm_msgs=%llu "
+           "server_cpu_s=%.2f\n",
            o->conns, o->size, r->elapsed_s, (unsigned long long)r->messages, msgs_per_s,
            mib_per_s, p50, p99, max, starved, fewest, most, r->errors, r->cpu_s,
-           o->short_conns, r->refused, o->depth, unfinished, first_ms, last_ms);
+           o->short_conns, r->refused, o->depth, unfinished, first_ms, last_ms,
+           (unsigned long long)r->warm_messages, r->server_cpu_s);
+}
+
+/* -H: the connections stay open - idle, every message back - until our
+ * standard input ends, so that whoever started us can measure the server
+ * holding them. */
+static void hold_connections(const struct run *r)
+{
+    long open = 0;
+    char buf[256];
+    for (long i = 0; i < r->opt->conns; i++)
+        open += r->conns[i].fd >= 0;
+    printf("holding %ld connections open until standard input ends\n", open);
+    fflush(stdout);
+    while (read(STDIN_FILENO, buf, sizeof buf) > 0 || errno == EINTR)
+        errno = 0;
 }
 
 /* Leaves *r safe to hand to free_run() even when it fails. */
@@ -829,6 +991,17 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (opt.sources > 0 && !on_loopback(ai)) {
+        fputs("loadgen: -S needs a server on 127.0.0.0/8\n", stderr);
+        freeaddrinfo(ai);
+        return 2;
+    }
+    if (opt.server_pid && process_cpu_seconds(opt.server_pid) < 0) {
+        fprintf(stderr, "loadgen: -P %ld: cannot read /proc/%ld/stat\n", opt.server_pid,
+                opt.server_pid);
+        freeaddrinfo(ai);
+        return 2;
+    }
     /* A server that hangs up on us is something to report, not a reason to die. */
     signal(SIGPIPE, SIG_IGN);
 
@@ -836,6 +1009,8 @@ int main(int argc, char **argv)
         run_window(&run);
         print_results(&run);
         status = run.errors ? 1 : 0;
+        if (opt.hold)
+            hold_connections(&run);
     }
     free_run(&run);
     freeaddrinfo(ai);

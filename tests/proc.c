@@ -124,7 +124,7 @@ struct proc spawn(const char *dir, const char *prog, const char *const *args,
                   const struct spawn_opts *o)
 {
     static const struct spawn_opts defaults;
-    struct proc p = {.status = -1, .out = -1};
+    struct proc p = {.status = -1, .in = -1, .out = -1};
     int inp[2], outp[2], errp[2];
     char path[512];
     const char *argv[MAX_ARGS];
@@ -160,7 +160,10 @@ struct proc spawn(const char *dir, const char *prog, const char *const *args,
     close(inp[0]);
     if (o->in != NULL && *o->in != '\0')
         ck_assert(write(inp[1], o->in, strlen(o->in)) == (ssize_t)strlen(o->in));
-    close(inp[1]);
+    if (o->in_open)
+        p.in = inp[1];
+    else
+        close(inp[1]);
     if (outp[1] != outp[0])
         close(outp[1]);
     if (errp[1] != errp[0])
@@ -185,6 +188,8 @@ int finish(struct proc *p, int timeout)
 
 void release(struct proc *p)
 {
+    if (p->in >= 0)
+        close(p->in);
     if (p->out >= 0)
         close(p->out);
     close(p->err);

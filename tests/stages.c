@@ -4,7 +4,9 @@
  * but libc, so `make bench` works before Check is installed.
  *
  * usage: stages [-b | -t]   one line per stage: DIR TCP_SERVER;
- *                           -b: bench ones only; -t: threaded ones only
+ *                           -b: bench ones only, each line ending in the
+ *                           most connections to bench it at;
+ *                           -t: threaded ones only
  */
 #include "stages.h"
 
@@ -21,7 +23,9 @@ int main(int argc, char **argv)
         return 2;
     }
     for (int i = 0; i < NSTAGES; i++)
-        if ((!bench_only || stages[i].bench) && (!threads_only || stages[i].threads))
+        if (bench_only && stages[i].bench)
+            printf("%s %s %d\n", stages[i].dir, stages[i].tcp_server, stages[i].bench);
+        else if (!bench_only && (!threads_only || stages[i].threads))
             printf("%s %s\n", stages[i].dir, stages[i].tcp_server);
     return 0;
 }

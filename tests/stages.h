@@ -3,7 +3,8 @@
  * programs are called and what they claim. The harness (harness.c) runs
  * every check whose property a stage claims; for a property a stage lacks
  * where the check has a "limitation" test, it asserts the documented
- * limitation instead. `make bench` runs every stage marked bench.
+ * limitation instead. `make bench` runs every stage marked bench, with
+ * as many connections as it says.
  *
  * Adding a chapter is its directory (NN-name/ with a Makefile, found by
  * pattern) plus one row here; a new kind of check is a function in a
@@ -36,7 +37,8 @@ struct stage {
     const char *tcp_client;   /* the TCP client (greeting or echo) */
     const char *udp_client;   /* or NULL */
     unsigned props;
-    int bench;                /* compared by `make bench` */
+    int bench;                /* compared by `make bench`, at up to this many
+                                 connections (1,000 or 10,000); 0: not */
     int threads;              /* has threads: ThreadSanitizer checks it */
 };
 
@@ -45,15 +47,15 @@ static const struct stage stages[] = {
      .props = P_GREETING | P_RESOLVE | P_HTTP_GET},
     {.dir = "02-tcp-udp", .tcp_server = "tcp_server", .udp_server = "udp_server",
      .tcp_client = "tcp_client", .udp_client = "udp_client",
-     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT, .bench = 1},
+     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT, .bench = 1000},
     {.dir = "03-threads", .tcp_server = "server", .udp_server = "server",
      .tcp_client = "client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
-              P_COUNTERS | P_FORK, .bench = 1, .threads = 1},
+              P_COUNTERS | P_FORK, .bench = 10000, .threads = 1},
     {.dir = "04-threadpool", .tcp_server = "server", .udp_server = "server",
      .tcp_client = "client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_POOL | P_COUNTERS,
-     .bench = 1, .threads = 1},
+     .bench = 1000, .threads = 1},
 };
 
 #define NSTAGES ((int)(sizeof stages / sizeof stages[0]))
