@@ -2,9 +2,11 @@
  * ref_libuv.c - a TCP echo server on libuv: a reference row for
  * tests/bench.sh, not a stage of the course.
  *
- * One thread, one libuv loop (epoll underneath). Every read gets a fresh
- * buffer from alloc_buffer(); on_read() hands that same buffer to
- * uv_write() in a write request that owns it, and on_write() frees both.
+ * One thread, one libuv loop (epoll underneath). Every read lands in the
+ * loop's one read buffer; on_read() sends it straight back with
+ * uv_try_write(), and only what the socket does not take at once is copied
+ * into a write request that owns it (on_write() frees both): the usual
+ * fast path, one read and one write per echo, no malloc.
  * A client that sends but does not read stops being read from once
  * HIGH_WATER bytes wait to go back to it, so memory stays bounded.
  * SIGTERM or SIGINT closes every handle (uv_walk), the loop runs until
@@ -88,11 +90,14 @@ static void close_client(uv_stream_t *s)
         uv_close((uv_handle_t *)s, on_client_closed);
 }
 
+/* One thread reads one stream at a time, and on_read() is done with the
+ * bytes before the next read: one buffer serves every client. */
 static void alloc_buffer(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
+    static char shared[64 * 1024];
     (void)h;
-    buf->base = malloc(suggested);          /* NULL: on_read() gets UV_ENOBUFS */
-    buf->len = buf->base ? suggested : 0;
+    (void)suggested;
+    *buf = uv_buf_init(shared, sizeof shared);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -118,16 +123,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct client *c = (struct client *)s;
 
     if (nread <= 0) {                       /* 0: nothing this time; < 0: EOF or error */
-        free(buf->base);
         if (nread < 0)
             close_client(s);
         return;
     }
-    /* The request takes the buffer: on_write() frees both. */
+    /* Straight back if the socket takes it; uv_try_write() refuses while
+     * earlier writes are queued, so the order holds. */
+    uv_buf_t out = uv_buf_init(buf->base, (unsigned)nread);
+    int sent = uv_try_write(s, &out, 1);
+    if (sent == nread)
+        return;
+    if (sent < 0 && sent != UV_EAGAIN) {
+        close_client(s);
+        return;
+    }
+    size_t done = sent > 0 ? (size_t)sent : 0, rest = (size_t)nread - done;
+    /* The rest is copied into a request that owns it: on_write() frees both. */
     struct echo *e = malloc(sizeof *e);
-    if (e != NULL) {
-        e->base = buf->base;
-        uv_buf_t out = uv_buf_init(buf->base, (unsigned)nread);
+    if (e != NULL && (e->base = malloc(rest)) != NULL) {
+        memcpy(e->base, buf->base + done, rest);
+        out = uv_buf_init(e->base, (unsigned)rest);
         if (uv_write(&e->req, s, &out, 1, on_write) == 0) {
             if (uv_stream_get_write_queue_size(s) > HIGH_WATER) {
                 c->paused = true;
@@ -135,9 +150,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             }
             return;
         }
-        free(e);
+        free(e->base);
     }
-    free(buf->base);
+    free(e);
     close_client(s);
 }
 
