@@ -195,16 +195,17 @@ runs=$out/bench-runs.csv
 echo "row,conns,size,depth,round,msgs,msgs_per_s,p50_us,p99_us,srv_pct,gen_pct,us_per_msg,cs_per_msg,starved,refused,unfinished,first_done_ms,last_done_ms" >"$runs"
 
 # How many messages each connection sends in a window: about WINDOW
-# seconds' worth at the rate this row managed last time (at any cell).
+# seconds' worth at the rate this row last reached with messages of this
+# size and depth (or with any, the first time).
 declare -A rate
-quota() {
-    local r=${rate[$1]:-20000}
-    awk -v r="$r" -v w="$window" -v c="$2" 'BEGIN { n = int(r * w / c + 0.5); print n < 2 ? 2 : n }'
+quota() {   # ROW CONNS SIZE DEPTH
+    local r=${rate[$1,$3,$4]:-${rate[$1]:-20000}}
+    awk -v r="$r" -v w="$window" -v c="$2" 'BEGIN { n = int(r * w / c + 0.5); print (n < 2 ? 2 : n) }'
 }
 
 run_cell() {
     local row=$1 conns=$2 size=$3 depth=$4 round=$5 n result
-    n=$(quota "$row" "$conns")
+    n=$(quota "$row" "$conns" "$size" "$depth")
     start_server "$row"
     if ! result=$(loadgen -c "$conns" -s "$size" -D "$depth" -n "$n" -W "$warmup" \
                           -d "$(awk -v w="$window" 'BEGIN { print 20 * w + 10 }')" \
@@ -220,7 +221,10 @@ run_cell() {
     all=$((msgs + $(field warm_msgs "$result")))
     read -r cpu cs < <(awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
                               print v["user_s"] + v["sys_s"], v["vcsw"] + v["ivcsw"] }' "$work/rusage")
-    [ "$msgs" -gt 0 ] && rate[$row]=$(field msgs_per_s "$result")
+    if [ "$msgs" -gt 0 ]; then
+        rate[$row]=$(field msgs_per_s "$result")
+        rate[$row,$size,$depth]=${rate[$row]}
+    fi
     awk -v FS=, -v OFS=, -v msgs="$msgs" -v all="$all" -v secs="$secs" -v cs="$cs" \
         -v scpu="$(field server_cpu_s "$result")" -v gcpu="$(field cpu_s "$result")" '
         function per(x, m, f) { return m > 0 ? sprintf(f, x / m) : "" }
