@@ -39,6 +39,7 @@
 # (the medians), build/bench-costs.csv (system calls, instructions and
 # memory per row), build/bench-*.png (gnuplot charts).
 set -euo pipefail
+shopt -s inherit_errexit
 
 quick=""
 case ${1:-} in
@@ -53,9 +54,10 @@ work=$(mktemp -d)
 server_pid=""
 loadgen_pid=""
 
+# The server itself too: SIGKILL cannot be passed on by a wrapper.
 cleanup() {
     [ -n "$loadgen_pid" ] && kill "$loadgen_pid" 2>/dev/null || true
-    [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null || true
+    [ -n "$server_pid" ] && kill -KILL "$(leaf_pid "$server_pid")" "$server_pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -117,7 +119,7 @@ nrows=${#names[@]}
 # ---- starting and stopping servers ---------------------------------------
 
 # The process that really serves: the last of the chain WRAPPER -> ... ->
-# server (rusage, perf and strace fork it; valgrind and python exec).
+# server (rusage, perf and strace fork it; taskset, valgrind and python exec).
 leaf_pid() {
     local pid=$1 kids
     while kids=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null) && [ -n "$kids" ]; do
@@ -126,10 +128,32 @@ leaf_pid() {
     echo "$pid"
 }
 
+# A row that failed is reported, and left out from then on; the bench goes
+# on with the others, and exits 1 at the end.
+declare -A dead
+failures=0
+fail_row() {   # ROW WHAT [LOG]
+    progress_done
+    say "${names[$1]}: $2; left out from here on"
+    if [ -n "${3:-}" ] && [ -s "$3" ]; then tail -n 5 "$3" | sed 's/^/    /' >&2; fi
+    dead[$1]=1
+    failures=$((failures + 1))
+    kill_server
+}
+kill_server() {
+    if [ -n "$server_pid" ]; then
+        kill -KILL "$(leaf_pid "$server_pid")" "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    fi
+    exec 9<&-
+}
+
 # start_server ROW [WRAPPER...]: ROW's server on a free port, pinned, under
 # WRAPPER (default: tests/rusage, which writes its CPU time and context
 # switches, all threads, to $work/rusage when it exits). Sets server_pid
-# (what we started), leaf (the server itself) and port.
+# (what we started), leaf (the server itself) and port; returns 1 (the row
+# failed) if it does not start or does not echo.
 start_server() {
     local row=$1 fifo=$work/ready line
     shift
@@ -140,31 +164,49 @@ start_server() {
     # shellcheck disable=SC2086 # a row's command is words
     "${pin_server[@]}" "${wrap[@]}" ${cmds[$row]} -p 0 -q >"$fifo" 2>"$work/server.log" &
     server_pid=$!
-    if ! IFS= read -r -t 30 line <"$fifo" || [[ $line != "listening on "*:* ]]; then
-        say "${names[$row]} did not start:"
-        cat "$work/server.log" >&2
-        exit 1
+    # Kept open until the server stops: a line it printed later must not
+    # kill it with SIGPIPE.
+    exec 9<"$fifo"
+    if ! IFS= read -r -t 30 -u 9 line || [[ $line != "listening on "*:* ]]; then
+        fail_row "$row" "did not start" "$work/server.log"
+        return 1
     fi
     port=${line##*:}
     leaf=$(leaf_pid "$server_pid")
+    if [ "$leaf" = "$server_pid" ] && [ "${wrap[0]}" != valgrind ]; then
+        say "cannot find the server under ${wrap[0]} (no /proc/PID/task/PID/children?)"
+        exit 1
+    fi
     # Ready means serving: one real echo (it also pages the echo path in).
     if ! tests/loadgen -p "$port" -n 1 -d 30 >"$work/ready.out" 2>&1; then
-        say "${names[$row]} does not echo:"
-        cat "$work/ready.out" "$work/server.log" >&2
-        exit 1
+        fail_row "$row" "does not echo" "$work/ready.out"
+        return 1
     fi
 }
 
 # SIGTERM goes to the server itself: the wrappers pass it on, or (perf)
-# would end without writing what they counted.
-stop_server() {
+# would end without writing what they counted. The end of its standard
+# output says it and its wrapper have exited; one that has not 10 s later
+# is killed, and its row fails.
+stop_server() {   # ROW
+    local status=0 rc line deadline=$((SECONDS + 10))
     kill -TERM "$leaf" 2>/dev/null || true
-    if ! wait "$server_pid"; then
-        say "${names[$1]} did not exit cleanly on SIGTERM:"
-        tail -5 "$work/server.log" >&2
-        exit 1
+    while :; do
+        rc=0
+        IFS= read -r -t 10 -u 9 line || rc=$?
+        [ "$rc" -eq 0 ] && [ "$SECONDS" -lt "$deadline" ] || break
+    done
+    if [ "$rc" -ne 1 ]; then    # 1: end of file; over 128: timed out
+        fail_row "$1" "still running 10 s after SIGTERM" "$work/server.log"
+        return 1
     fi
+    wait "$server_pid" || status=$?
     server_pid=""
+    exec 9<&-
+    if [ "$status" -ne 0 ]; then
+        fail_row "$1" "exit status $status after SIGTERM" "$work/server.log"
+        return 1
+    fi
 }
 
 # Pull KEY=VALUE out of a line of KEY=VALUE words.
@@ -195,42 +237,53 @@ runs=$out/bench-runs.csv
 echo "row,conns,size,depth,round,msgs,msgs_per_s,p50_us,p99_us,srv_pct,gen_pct,us_per_msg,cs_per_msg,starved,refused,unfinished,first_done_ms,last_done_ms" >"$runs"
 
 # How many messages each connection sends in a window: about WINDOW
-# seconds' worth at the rate this row last reached with messages of this
-# size and depth (or with any, the first time).
-declare -A rate
-quota() {   # ROW CONNS SIZE DEPTH
-    local r=${rate[$1,$3,$4]:-${rate[$1]:-20000}}
-    awk -v r="$r" -v w="$window" -v c="$2" 'BEGIN { n = int(r * w / c + 0.5); print (n < 2 ? 2 : n) }'
+# seconds' worth at the rate this row reached in this cell before, shared
+# among the connections it served (those refused send nothing). The first
+# time, a short timed run (-d) against the same server measures the rate.
+declare -A rate served
+quota() {   # KEY DEPTH
+    awk -v r="${rate[$1]}" -v s="${served[$1]}" -v w="$window" -v d="$2" \
+        'BEGIN { n = int(r * w / (s > 0 ? s : 1) + 0.5); print (n < d ? d : n < 2 ? 2 : n) }'
+}
+calibrate() {   # KEY CONNS SIZE DEPTH
+    local result
+    result=$(loadgen -c "$2" -s "$3" -D "$4" -d "$warmup" -T 30 2>/dev/null | grep '^RESULT ') || return 1
+    extra=$((extra + $(field msgs "$result")))
+    rate[$1]=$(field msgs_per_s "$result")
+    served[$1]=$(($2 - $(field refused "$result")))
 }
 
-run_cell() {
-    local row=$1 conns=$2 size=$3 depth=$4 round=$5 n result
-    n=$(quota "$row" "$conns" "$size" "$depth")
-    start_server "$row"
+run_cell() {   # ROW CONNS SIZE DEPTH ROUND -> 1 if the row failed
+    local row=$1 conns=$2 size=$3 depth=$4 round=$5 key="$1,$2,$3,$4" n result extra=1
+    start_server "$row" || return 1
+    if [ -z "${rate[$key]:-}" ] && ! calibrate "$key" "$conns" "$size" "$depth"; then
+        fail_row "$row" "loadgen failed (a short run at $conns connections, $size B, depth $depth)"
+        return 1
+    fi
+    n=$(quota "$key" "$depth")
     if ! result=$(loadgen -c "$conns" -s "$size" -D "$depth" -n "$n" -W "$warmup" \
                           -d "$(awk -v w="$window" 'BEGIN { print 20 * w + 10 }')" \
                           -T 30 -P "$leaf" 2>"$work/loadgen.err" | grep '^RESULT '); then
-        progress_done
-        say "loadgen failed against ${names[$row]} ($conns connections, $size B, depth $depth):"
-        cat "$work/loadgen.err" >&2
-        exit 1
+        fail_row "$row" "loadgen failed at $conns connections, $size B, depth $depth" "$work/loadgen.err"
+        return 1
     fi
-    stop_server "$row"
-    local secs msgs all cpu cs
-    secs=$(field seconds "$result") msgs=$(field msgs "$result")
-    all=$((msgs + $(field warm_msgs "$result")))
-    read -r cpu cs < <(awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-                              print v["user_s"] + v["sys_s"], v["vcsw"] + v["ivcsw"] }' "$work/rusage")
+    stop_server "$row" || return 1
+    local r=$result secs msgs all cs
+    secs=$(field seconds "$r") msgs=$(field msgs "$r")
+    # Every message the server echoed in its life: the ready check, the
+    # short run, the warm-up, the window.
+    all=$((msgs + $(field warm_msgs "$r") + extra))
+    cs=$(awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+                print v["vcsw"] + v["ivcsw"] }' "$work/rusage")
     if [ "$msgs" -gt 0 ]; then
-        rate[$row]=$(field msgs_per_s "$result")
-        rate[$row,$size,$depth]=${rate[$row]}
+        rate[$key]=$(field msgs_per_s "$r")
+        served[$key]=$((conns - $(field refused "$r")))
     fi
     awk -v FS=, -v OFS=, -v msgs="$msgs" -v all="$all" -v secs="$secs" -v cs="$cs" \
-        -v scpu="$(field server_cpu_s "$result")" -v gcpu="$(field cpu_s "$result")" '
+        -v scpu="$(field server_cpu_s "$r")" -v gcpu="$(field cpu_s "$r")" '
         function per(x, m, f) { return m > 0 ? sprintf(f, x / m) : "" }
         BEGIN { printf "%.0f,%.0f,%s,%s\n", 100 * scpu / secs, 100 * gcpu / secs,
                        per(1e6 * scpu, msgs, "%.2f"), per(cs, all, "%.3f") }' >"$work/cost"
-    local r=$result
     echo "${names[$row]},$conns,$size,$depth,$round,$msgs,$(field msgs_per_s "$r"),$(field p50_us "$r"),$(field p99_us "$r"),$(cat "$work/cost"),$(field starved "$r"),$(field refused "$r"),$(field unfinished "$r"),$(field first_done_ms "$r"),$(field last_done_ms "$r")" >>"$runs"
 }
 
@@ -249,9 +302,9 @@ for cell in "${cells[@]}"; do
     read -r conns size depth <<<"$cell"
     for ((round = 1; round <= rounds; round++)); do
         for ((row = 0; row < nrows; row++)); do
-            [ "$conns" -le "${maxconns[$row]}" ] || continue
+            [ "$conns" -le "${maxconns[$row]}" ] && [ -z "${dead[$row]:-}" ] || continue
             progress "${names[$row]}: $conns conns, $size B, depth $depth, round $round/$rounds"
-            run_cell "$row" "$conns" "$size" "$depth" "$round"
+            run_cell "$row" "$conns" "$size" "$depth" "$round" || true
         done
     done
 done
@@ -276,43 +329,51 @@ if command -v valgrind >/dev/null; then has_callgrind=1; else
     say "no valgrind: the instructions-per-message column is left out"
 fi
 
+# count ROW MESSAGES TOOL: run ROW's server under TOOL (perf, strace or
+# callgrind) while 10 connections echo MESSAGES in all; sets $count, or
+# returns 1 (and says why).
+count() {
+    local f=$work/count line
+    rm -f "$f"
+    case $3 in
+    perf) start_server "$1" perf stat -e raw_syscalls:sys_enter -x, -o "$f" -- || return 1 ;;
+    strace) start_server "$1" strace -f -c -U calls -o "$f" || return 1 ;;
+    callgrind) start_server "$1" valgrind --tool=callgrind --callgrind-out-file="$f" -q || return 1 ;;
+    esac
+    if ! loadgen -c 10 -n $(($2 / 10)) -d 120 -T 30 >"$work/count.out" 2>&1; then
+        progress_done
+        say "${names[$1]}: loadgen failed under $3; no count"
+        kill_server
+        return 1
+    fi
+    stop_server "$1" || return 1
+    case $3 in
+    perf) line=$(awk -F, '/raw_syscalls/ { print $1 }' "$f") ;;
+    strace) line=$(awk '$2 == "total" { print $1 }' "$f") ;;
+    callgrind) line=$(awk '/^(summary|totals):/ { print $2; exit }' "$f") ;;
+    esac
+    count=$line
+    [ -n "$count" ]
+}
+# per_message ROW TOOL MSGS1 MSGS2: sets $per, the count per message, from
+# two runs; returns 1 if either failed.
+per_message() {
+    local a b
+    per=""
+    count "$1" "$3" "$2" && a=$count && count "$1" "$4" "$2" && b=$count || return 1
+    per=$(awk -v a="$a" -v b="$b" -v m="$3" -v n="$4" 'BEGIN { printf "%.1f", (b - a) / (n - m) }')
+}
 declare -A syscalls instrs
-count_syscalls() {   # ROW MESSAGES -> prints the count
-    local f=$work/count
-    rm -f "$f"
-    case $counter in
-    perf) start_server "$1" perf stat -e raw_syscalls:sys_enter -x, -o "$f" -- ;;
-    strace) start_server "$1" strace -f -c -U calls -o "$f" ;;
-    esac
-    loadgen -c 10 -n $(($2 / 10)) -d 60 >/dev/null
-    stop_server "$1"
-    case $counter in
-    perf) awk -F, '/raw_syscalls/ { print $1 }' "$f" ;;
-    strace) awk '$2 == "total" { print $1 }' "$f" ;;
-    esac
-}
-count_instructions() {   # ROW MESSAGES -> prints the count
-    local f=$work/callgrind.out
-    rm -f "$f"
-    start_server "$1" valgrind --tool=callgrind --callgrind-out-file="$f" -q
-    loadgen -c 10 -n $(($2 / 10)) -d 120 -T 30 >/dev/null
-    stop_server "$1"
-    awk '/^(summary|totals):/ { print $2; exit }' "$f"
-}
-per_message() {   # COUNT1 COUNT2 MSGS1 MSGS2
-    awk -v a="$1" -v b="$2" -v m="$3" -v n="$4" 'BEGIN { if (a != "" && b != "") printf "%.1f", (b - a) / (n - m) }'
-}
 for ((row = 0; row < nrows; row++)); do
+    [ -z "${dead[$row]:-}" ] || { step=$((step + 2)); continue; }
     progress "${names[$row]}: system calls per message ($counter)"
     if [ -n "$counter" ]; then
-        a=$(count_syscalls "$row" "${trace_msgs[0]}") b=$(count_syscalls "$row" "${trace_msgs[1]}")
-        syscalls[$row]=$(per_message "$a" "$b" "${trace_msgs[@]}")
+        if per_message "$row" "$counter" "${trace_msgs[@]}"; then syscalls[$row]=$per; fi
     fi
     progress "${names[$row]}: instructions per message (callgrind)"
     # Valgrind takes seconds to start: the quick run does the first row only.
     if [ -n "$has_callgrind" ] && { [ -z "$quick" ] || [ "$row" = 0 ]; }; then
-        a=$(count_instructions "$row" "${callgrind_msgs[0]}") b=$(count_instructions "$row" "${callgrind_msgs[1]}")
-        instrs[$row]=$(per_message "$a" "$b" "${callgrind_msgs[@]}")
+        if per_message "$row" callgrind "${callgrind_msgs[@]}"; then instrs[$row]=$per; fi
     fi
 done
 
@@ -324,10 +385,11 @@ meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 declare -A mem_rss mem_slab
 for ((row = 0; row < nrows; row++)); do
+    [ -z "${dead[$row]:-}" ] || { step=$((step + 1)); continue; }
     progress "${names[$row]}: memory per idle connection"
     for idle in "${idle_counts[@]}"; do
         [ "$idle" -le "${maxconns[$row]}" ] || continue
-        start_server "$row"
+        start_server "$row" || break
         rss0=$(rss_kib "$leaf") slab0=$(meminfo Slab)
         mkfifo "$work/hold-in" "$work/hold-out"
         # A server that serves a few at a time leaves the rest waiting: -d
@@ -346,12 +408,12 @@ for ((row = 0; row < nrows; row++)); do
         wait "$loadgen_pid" || true
         loadgen_pid=""
         rm -f "$work/hold-in" "$work/hold-out"
-        stop_server "$row"
-        if [ "$(field unfinished "$result")" = 0 ] && [ "$(field refused "$result")" = 0 ]; then
+        stop_server "$row" || break
+        mem_rss[$row,$idle]="-" mem_slab[$row,$idle]="-"
+        if [ "$(field unfinished "$result")" = 0 ] && [ "$(field refused "$result")" = 0 ] &&
+           [ "$(field errors "$result")" = 0 ]; then
             mem_rss[$row,$idle]=$(awk -v a="$rss0" -v b="$rss1" -v n="$idle" 'BEGIN { printf "%.1f", (b - a) / n }')
             mem_slab[$row,$idle]=$(awk -v a="$slab0" -v b="$slab1" -v n="$idle" 'BEGIN { printf "%.1f", (b - a) / n }')
-        else
-            mem_rss[$row,$idle]="-" mem_slab[$row,$idle]="-"
         fi
     done
 done
@@ -474,13 +536,15 @@ END {
 cat <<EOF
 
 Reading the tables: msgs/s is the median of the rounds, +-% half the spread between the
-fastest and the slowest round, xbase the ratio to ${base:-the base row} taken round by round.
+fastest and the slowest round, xbase the ratio to ${base:-the base row} taken round by round;
+the other columns come from the median round.
 p50/p99 come from a closed-loop generator, which waits for each answer before sending
 the next: while a server stalls no message is sent, so the stall is timed once, not for
 every message that should have gone out meanwhile (coordinated omission): tails are
 under-reported. srv%, gen% = the server's and loadgen's CPU in the window, in % of one
 core: a side near 100% was the limit. us/msg = the server's CPU per message in the window
-(all its threads, from /proc); cs/msg = its context switches per message (tests/rusage).
+(all its threads: its CPU clock); cs/msg = its context switches over its whole life
+(tests/rusage) per message it echoed (warm-up and all).
 unfin = connections whose quota was not back in time; refused = told "server busy";
 done ms = when the first and the last connection had all their messages back.
 syscalls/msg counted by ${counter:-nothing} and instr/msg (user space) by callgrind, each the
@@ -517,4 +581,8 @@ fi
 read -r steal1 total1 < <(steal)
 echo "bench: done in $((SECONDS - started)) s; $(awk -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) \
     'BEGIN { printf "%.1f", (t > 0 ? 100 * s / t : 0) }')% of the CPU time was stolen by the hypervisor"
+if [ "$failures" -gt 0 ]; then
+    say "$failures row(s) failed and were left out (see above)"
+    exit 1
+fi
 

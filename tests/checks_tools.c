@@ -79,7 +79,17 @@ void check_loadgen_catches(const struct stage *st)
     ck_assert_msg(code == 0, "loadgen exit %d when refused; stderr: %s", code, err);
     ck_assert_int_eq(result_field(out, "refused"), 1);
     ck_assert_int_eq(result_field(out, "errors"), 0);
+    ck_assert_int_eq(result_field(out, "unfinished"), 0);   /* refused, not late */
+    free(out);
+    free(err);
+    /* A server that never answers: the quota is still owed when -d ends. */
+    f = fake_start(SOCK_STREAM, "tests", "loadgen", ARGS("-p", "PORT", "-n", "1", "-d", "0.3"),
+                   NULL);
+    fake_accept(&f);
+    code = fake_finish(&f, ms(5000), &out, &err);
+    ck_assert_msg(code == 0, "loadgen exit %d against a silent server; stderr: %s", code, err);
     ck_assert_int_eq(result_field(out, "unfinished"), 1);
+    assert_contains(out, "1 still waiting when -d 0.3 s ran out", "loadgen");
     free(out);
     free(err);
     ck_assert_int_eq(run("tests", "loadgen", NULL, NULL, &err, ARGS("-c", "0")), 2);

@@ -53,11 +53,12 @@
  *
  * For `make bench` (tests/bench.sh): -W SECONDS warms up - the
  * connections exchange messages for that long first, then the counters
- * start from zero; -P PID reads that process's CPU time (all its threads)
- * from /proc at the start and the end of the timed window, so the report
+ * start from zero; -P PID reads that process's CPU clock (all its
+ * threads) at the start and the end of the timed window, so the report
  * says how busy the server was while we measured; -H holds every
- * connection open after the run until our stdin ends, so the server's
- * memory per idle connection can be read.
+ * connection open after the run until our stdin ends - with -n, idle, each
+ * with all its messages back - so the server's memory per idle connection
+ * can be read.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -289,25 +290,16 @@ static double cpu_seconds(void)
 }
 
 /* Process PID's CPU time so far, user + system, all its threads (those
- * gone included), from /proc/PID/stat; -1 if it cannot be read. */
+ * gone included), to the nanosecond: the kernel keeps a CPU clock for
+ * every process (/proc/PID/stat says the same in 10 ms ticks); -1 if we
+ * may not read it. */
 static double process_cpu_seconds(long pid)
 {
-    char path[64], buf[1024];
-    unsigned long long user, sys;
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
+    clockid_t clock;
+    struct timespec ts;
+    if (clock_getcpuclockid((pid_t)pid, &clock) != 0 || clock_gettime(clock, &ts) != 0)
         return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* Fields 14 and 15, counted after the command name, which may itself
-     * hold spaces and parentheses: so from the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (p == NULL || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                            &user, &sys) != 2)
-        return -1;
-    return (double)(user + sys) / (double)sysconf(_SC_CLK_TCK);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* splitmix64's finalizer: cheap, and every input bit affects every output bit. */
@@ -873,7 +865,8 @@ static void print_results(const struct run *r)
      * messages back, in ms from the start; -1 if none did. */
     double first_ms = finished ? (double)(first_done - r->start_ns) / 1e6 : -1;
     double last_ms = finished ? (double)(last_done - r->start_ns) / 1e6 : -1;
-    long unfinished = o->messages > 0 ? o->conns - finished : 0;
+    /* Still at it when -d ran out: not those refused, nor those that failed. */
+    long unfinished = o->messages > 0 ? r->active : 0;
     printf("loadgen: %ld connection%s, %zu-byte messages, %ld in flight each, %.2f s%s\n",
            o->conns, o->conns == 1 ? "" : "s", o->size, o->depth, r->elapsed_s,
            o->short_conns ? " (a new connection per message)" : "");
@@ -888,13 +881,15 @@ static void print_results(const struct run *r)
     if (r->refused)
         printf("  refused:    %u connection%s told \"server busy\" (with -C, counted per "
                "connection made)\n", r->refused, r->refused == 1 ? " was" : "s were");
-    if (o->messages > 0 && finished == 0)
-        printf("  quota:      none of %ld connections had all %lld messages back within "
-               "-d %.3g s\n", o->conns, o->messages, o->seconds);
-    else if (o->messages > 0)
-        printf("  quota:      %ld of %ld connections had all %lld messages back; the first "
-               "after %.1f ms, the last after %.1f ms%s\n", finished, o->conns, o->messages,
-               first_ms, last_ms, unfinished ? " (the others ran out of time: -d)" : "");
+    if (o->messages > 0) {
+        printf("  quota:      %ld of %ld connections had all %lld messages back", finished,
+               o->conns, o->messages);
+        if (finished)
+            printf("; the first after %.1f ms, the last after %.1f ms", first_ms, last_ms);
+        if (unfinished)
+            printf("; %ld still waiting when -d %.3g s ran out", unfinished, o->seconds);
+        putchar('\n');
+    }
     printf("  loadgen cpu: %.2f s user+sys (%.0f%% of the window)\n",
            r->cpu_s, 100 * r->cpu_s / elapsed);
     if (r->server_cpu_s >= 0)
@@ -909,16 +904,16 @@ static void print_results(const struct run *r)
            "p50_us=%.0f p99_us=%.0f max_us=%.0f starved=%ld min_per_conn=%llu "
            "max_per_conn=%llu errors=%u cpu_s=%.2f short=%d refused=%u depth=%ld "
            "unfinished=%ld first_done_ms=%.1f last_done_ms=%.1f warm_msgs=%llu "
-           "server_cpu_s=%.2f\n",
+           "server_cpu_s=%.6f\n",
            o->conns, o->size, r->elapsed_s, (unsigned long long)r->messages, msgs_per_s,
            mib_per_s, p50, p99, max, starved, fewest, most, r->errors, r->cpu_s,
            o->short_conns, r->refused, o->depth, unfinished, first_ms, last_ms,
            (unsigned long long)r->warm_messages, r->server_cpu_s);
 }
 
-/* -H: the connections stay open - idle, every message back - until our
- * standard input ends, so that whoever started us can measure the server
- * holding them. */
+/* -H: the connections stay open (with -n idle, every message back) until
+ * our standard input ends, so that whoever started us can measure the
+ * server holding them. */
 static void hold_connections(const struct run *r)
 {
     long open = 0;
@@ -997,7 +992,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (opt.server_pid && process_cpu_seconds(opt.server_pid) < 0) {
-        fprintf(stderr, "loadgen: -P %ld: cannot read /proc/%ld/stat\n", opt.server_pid,
+        fprintf(stderr, "loadgen: -P %ld: cannot read that process's CPU clock\n",
                 opt.server_pid);
         freeaddrinfo(ai);
         return 2;
