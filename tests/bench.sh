@@ -87,7 +87,9 @@ if [ "${BENCH_PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -
 fi
 
 # ---- the rows: every bench stage, then the references --------------------
-# name, command (run from the top of the repo), most connections
+# name, command (run from the top of the repo; its words separated by US,
+# the ASCII unit separator, so that a path may hold spaces), most connections
+US=$'\x1f'
 names=() cmds=() maxconns=()
 while read -r dir prog most; do
     names+=("$dir") cmds+=("$dir/$prog") maxconns+=("$most")
@@ -107,7 +109,7 @@ fi
 # shims are), so that callgrind and /proc see Python.
 if python=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) && [ -n "$python" ]; then
     for design in asyncio selectors threadpool; do
-        names+=("py-$design") cmds+=("$python tests/ref_python.py $design")
+        names+=("py-$design") cmds+=("$python${US}tests/ref_python.py${US}$design")
         # the seeds' thread pool has 5 workers: 10,000 clients wait in line
         maxconns+=("$([ $design = threadpool ] && echo 1000 || echo 10000)")
     done
@@ -157,12 +159,12 @@ kill_server() {
 start_server() {
     local row=$1 fifo=$work/ready line
     shift
-    local wrap=("$@")
+    local wrap=("$@") cmd
     [ ${#wrap[@]} -eq 0 ] && wrap=(tests/rusage "$work/rusage")
+    IFS=$US read -ra cmd <<<"${cmds[$row]}"
     rm -f "$fifo" "$work/rusage"
     mkfifo "$fifo"
-    # shellcheck disable=SC2086 # a row's command is words
-    "${pin_server[@]}" "${wrap[@]}" ${cmds[$row]} -p 0 -q >"$fifo" 2>"$work/server.log" &
+    "${pin_server[@]}" "${wrap[@]}" "${cmd[@]}" -p 0 -q >"$fifo" 2>"$work/server.log" &
     server_pid=$!
     # Kept open until the server stops: a line it printed later must not
     # kill it with SIGPIPE.
