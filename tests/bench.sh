@@ -247,6 +247,7 @@ quota() {   # KEY DEPTH
     awk -v r="${rate[$1]}" -v s="${served[$1]}" -v w="$window" -v d="$2" \
         'BEGIN { n = int(r * w / (s > 0 ? s : 1) + 0.5); print (n < d ? d : n < 2 ? 2 : n) }'
 }
+# (It adds its messages to run_cell's `extra`: the server echoed them too.)
 calibrate() {   # KEY CONNS SIZE DEPTH
     local result
     result=$(loadgen -c "$2" -s "$3" -D "$4" -d "$warmup" -T 30 2>/dev/null | grep '^RESULT ') || return 1
@@ -385,6 +386,7 @@ done
 # (all its threads share one address space) and the kernel's slab.
 meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
+per_conn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (b - a) / n }'; }
 declare -A mem_rss mem_slab
 for ((row = 0; row < nrows; row++)); do
     [ -z "${dead[$row]:-}" ] || { step=$((step + 1)); continue; }
@@ -414,8 +416,8 @@ for ((row = 0; row < nrows; row++)); do
         mem_rss[$row,$idle]="-" mem_slab[$row,$idle]="-"
         if [ "$(field unfinished "$result")" = 0 ] && [ "$(field refused "$result")" = 0 ] &&
            [ "$(field errors "$result")" = 0 ]; then
-            mem_rss[$row,$idle]=$(awk -v a="$rss0" -v b="$rss1" -v n="$idle" 'BEGIN { printf "%.1f", (b - a) / n }')
-            mem_slab[$row,$idle]=$(awk -v a="$slab0" -v b="$slab1" -v n="$idle" 'BEGIN { printf "%.1f", (b - a) / n }')
+            mem_rss[$row,$idle]=$(per_conn "$rss0" "$rss1" "$idle")
+            mem_slab[$row,$idle]=$(per_conn "$slab0" "$slab1" "$idle")
         fi
     done
 done

@@ -96,6 +96,13 @@ void check_loadgen_catches(const struct stage *st)
     free(err);
     ck_assert_int_eq(run("tests", "loadgen", NULL, NULL, &err, ARGS("-C", "-D", "2")), 2);
     free(err);
+    /* 127.0.0.x sources need a server on loopback; -P a process to read. */
+    ck_assert_int_eq(run("tests", "loadgen", NULL, NULL, &err, ARGS("-a", "::1", "-S", "2")), 2);
+    assert_contains(err, "-S needs a server on 127.0.0.0/8", "loadgen -S");
+    free(err);
+    ck_assert_int_eq(run("tests", "loadgen", NULL, NULL, &err, ARGS("-P", "2147483646")), 2);
+    assert_contains(err, "cannot read that process's CPU clock", "loadgen -P");
+    free(err);
 }
 
 /* Accept N connections on F's listener and echo one SIZE-byte message on
@@ -115,6 +122,21 @@ static void echo_one_each(struct fake *f, int n, size_t size, int *src, int *fds
         ck_assert_int_eq(recv_until(fds[i], buf, size, now_ms() + ms(5000), &eof), size);
         send_bytes(fds[i], buf, size);
         src[i] = (int)(ntohl(peer.sin_addr.s_addr) & 0xff);
+    }
+}
+
+/* Echo everything loadgen sends on FD until it closes; returns the bytes. */
+static long long echo_until_eof(int fd)
+{
+    char buf[4096];
+    long long echoed = 0;
+    for (;;) {
+        ck_assert_msg(wait_for(fd, POLLIN, now_ms() + ms(5000)) == 1, "loadgen went quiet");
+        ssize_t got = recv(fd, buf, sizeof buf, 0);
+        if (got <= 0)
+            return echoed;
+        send_bytes(fd, buf, (size_t)got);
+        echoed += got;
     }
 }
 
@@ -151,18 +173,12 @@ static void loadgen_reads_cpu(void)
         close(ready[1]);
         ck_assert(wait_for(ready[0], POLLIN, now_ms() + ms(5000)) == 1);
         close(ready[0]);
-        char pidstr[16], buf[4096], *out, *err;
+        char pidstr[16], *out, *err;
         snprintf(pidstr, sizeof pidstr, "%d", (int)pid);
         struct fake f = fake_start(SOCK_STREAM, "tests", "loadgen",
                                    ARGS("-p", "PORT", "-d", "0.5", "-P", pidstr), NULL);
         fake_accept(&f);
-        for (int eof = 0; !eof;) {      /* echo until loadgen's window is over */
-            ck_assert(wait_for(f.fd, POLLIN, now_ms() + ms(5000)) == 1);
-            ssize_t got = recv(f.fd, buf, sizeof buf, 0);
-            eof = got <= 0;
-            if (!eof)
-                send(f.fd, buf, (size_t)got, MSG_NOSIGNAL);
-        }
+        echo_until_eof(f.fd);       /* until loadgen's window is over */
         int code = fake_finish(&f, ms(5000), &out, &err);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -218,17 +234,7 @@ void check_loadgen_modes(const struct stage *st)
     f = fake_start(SOCK_STREAM, "tests", "loadgen",
                    ARGS("-p", "PORT", "-n", "3", "-W", "0.2", "-s", "64"), NULL);
     fake_accept(&f);
-    long long echoed = 0;
-    char buf[4096];
-    for (int eof = 0; !eof;) {
-        ck_assert(wait_for(f.fd, POLLIN, now_ms() + ms(5000)) == 1);
-        ssize_t got = recv(f.fd, buf, sizeof buf, 0);
-        eof = got <= 0;
-        if (!eof) {
-            send_bytes(f.fd, buf, (size_t)got);
-            echoed += got;
-        }
-    }
+    long long echoed = echo_until_eof(f.fd);
     code = fake_finish(&f, ms(5000), &out, &err);
     ck_assert_msg(code == 0, "loadgen -W: exit %d: %s", code, err);
     long long warm = result_field(out, "warm_msgs");
@@ -245,8 +251,8 @@ void check_loadgen_modes(const struct stage *st)
     f = fake_start(SOCK_STREAM, "tests", "loadgen", ARGS("-p", "PORT", "-c", "2", "-n", "1", "-H"),
                    &hold);
     echo_one_each(&f, 2, 64, src, fds);
+    char buf[4096] = "";
     size_t n = 0;
-    buf[0] = '\0';
     while (strstr(buf, "holding ") == NULL) {
         ck_assert_msg(n < sizeof buf - 1 && wait_for(f.p.out, POLLIN, now_ms() + ms(5000)) == 1,
                       "loadgen -H never said it holds the connections: '%s'", buf);
