@@ -91,11 +91,11 @@ fi
 # the ASCII unit separator, so that a path may hold spaces), most connections
 US=$'\x1f'
 names=() cmds=() maxconns=()
-while read -r dir prog most; do
-    names+=("$dir") cmds+=("$dir/$prog") maxconns+=("$most")
+while read -r name dir most prog opts; do
+    names+=("$name") cmds+=("$dir/$prog${opts:+$US${opts// /$US}}") maxconns+=("$most")
 done < <(tests/stages -b)
 base=""
-for n in "${names[@]}"; do [[ $n == 06-* ]] && base=$n; done
+for n in "${names[@]}"; do [[ -z $base && $n == 06-* ]] && base=$n; done
 
 # References: not stages (the harness does not check them), left out when
 # their runtime is missing.

@@ -177,7 +177,7 @@ static void print_report_card(const struct card *card)
         printf(" %-7s", ci < NCHECKS ? checks[ci].name : pass_names[ci - NCHECKS + 1]);
     printf("\n");
     for (int si = 0; si < NSTAGES; si++) {
-        printf("%-13s", stages[si].dir);
+        printf("%-13s", stage_name(&stages[si]));
         for (int ci = 0; ci < NCHECKS + NPASSES - 1; ci++)
             printf(" %-7s", word[card->v[si][ci]]);
         printf("\n");
@@ -194,7 +194,7 @@ static void add_case(Suite *s, struct card *card, enum pass pass, int si, int ci
     int is_limit;
     test_for(&checks[ci], &stages[si], &is_limit);
     char *name = card->names[pass][si][ci];
-    snprintf(name, sizeof card->names[0][0][0], "%s:%s%s%s%s", stages[si].dir,
+    snprintf(name, sizeof card->names[0][0][0], "%s:%s%s%s%s", stage_name(&stages[si]),
              checks[ci].name, is_limit ? " (limitation)" : "", pass ? " in " : "",
              pass_names[pass]);
     TCase *tc = tcase_create(name);
@@ -219,7 +219,7 @@ static int selected(const struct filter *f, struct card *card, enum pass pass, i
     }
     if (pass != PLAIN && !(checks[ci].passes & (1u << pass)))
         return 0;
-    if (f->stage != NULL && strcmp(f->stage, stages[si].dir) != 0)
+    if (f->stage != NULL && strcmp(f->stage, stage_name(&stages[si])) != 0)
         return 0;
     if (f->check != NULL && strcmp(f->check, checks[ci].name) != 0)
         return 0;
@@ -258,7 +258,7 @@ static void run_passes(const struct filter *f, struct card *card)
                 if (pass != PLAIN && extra == NULL)
                     extra = suite_create(pass_names[pass]);
                 if (s == NULL)
-                    s = pass != PLAIN ? extra : suite_create(stages[si].dir);
+                    s = pass != PLAIN ? extra : suite_create(stage_name(&stages[si]));
                 add_case(s, card, pass, si, ci);
             }
             if (pass == PLAIN && s != NULL)

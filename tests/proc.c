@@ -67,8 +67,11 @@ char *slurp(int fd)
     return buf;
 }
 
-/* The command line: valgrind in front in that pass, then the program. */
-static void build_argv(const char *path, const char *const *args, const char **argv)
+/* The command line: valgrind in front in that pass, then the program,
+ * then the options its stage gives it (OPTS: words split by spaces, in
+ * WORDS, which must outlive ARGV), then ARGS. */
+static void build_argv(const char *path, char *opts, const char *const *args,
+                       const char **argv)
 {
     int n = 0;
     if (cfg.pass == VALGRIND) {
@@ -79,6 +82,8 @@ static void build_argv(const char *path, const char *const *args, const char **a
             argv[n++] = vg[i];
     }
     argv[n++] = path;
+    for (char *save, *w = strtok_r(opts, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
+        argv[n++] = w;
     for (int i = 0; args[i] != NULL; i++) {
         ck_assert_msg(n < MAX_ARGS - 1, "too many arguments for %s", path);
         argv[n++] = args[i];
@@ -126,14 +131,18 @@ struct proc spawn(const char *dir, const char *prog, const char *const *args,
     static const struct spawn_opts defaults;
     struct proc p = {.status = -1, .in = -1, .out = -1};
     int inp[2], outp[2], errp[2];
-    char path[512];
+    char path[512], opts[128] = "";
     const char *argv[MAX_ARGS];
 
     if (o == NULL)
         o = &defaults;
-    snprintf(path, sizeof path, "%s/%s/%s", cfg.root, dir, prog);
+    /* "server -e": the program, and options its stage always gives it. */
+    size_t name_len = strcspn(prog, " ");
+    if (prog[name_len] == ' ')
+        snprintf(opts, sizeof opts, "%s", prog + name_len + 1);
+    snprintf(path, sizeof path, "%s/%s/%.*s", cfg.root, dir, (int)name_len, prog);
     ck_assert_msg(access(path, X_OK) == 0, "%s is not built (run make)", path);
-    build_argv(path, args, argv);
+    build_argv(path, opts, args, argv);
     ck_assert(pipe(inp) == 0);
     if (o->out == OUT_PIPE || o->out == OUT_NO_READER)
         ck_assert(pipe(outp) == 0);

@@ -13,6 +13,8 @@
 #ifndef STAGES_H
 #define STAGES_H
 
+#include <stddef.h>
+
 enum property {
     P_GREETING     = 1 << 0,  /* server sends one greeting line and closes */
     P_RESOLVE      = 1 << 1,  /* has `resolve` */
@@ -30,8 +32,11 @@ enum property {
 };
 
 struct stage {
+    const char *name;         /* the stage's name, or NULL: dir is its name */
     const char *dir;
-    const char *tcp_server;   /* program serving TCP, or NULL */
+    const char *tcp_server;   /* program serving TCP, or NULL; options may
+                                 follow its name ("server -e"): every start
+                                 of it passes them first */
     const char *udp_server;   /* program serving UDP, or NULL; from 03 on
                                  the same program as tcp_server */
     const char *tcp_client;   /* the TCP client (greeting or echo) */
@@ -57,6 +62,12 @@ static const struct stage stages[] = {
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_POOL | P_COUNTERS,
      .bench = 1000, .threads = 1},
 };
+
+/* The name reports, -s and the bench use. */
+static inline const char *stage_name(const struct stage *st)
+{
+    return st->name != NULL ? st->name : st->dir;
+}
 
 #define NSTAGES ((int)(sizeof stages / sizeof stages[0]))
 

@@ -35,7 +35,7 @@ show_failure() {
 }
 
 failed=0
-while read -r ch _; do
+while read -r _ ch _; do
     build "$ch"
     for check in "${checks[@]}"; do
         if run_check "$ch" "$check"; then
