@@ -400,6 +400,12 @@ static int echo(struct loop *l, struct conn *c, const char *buf, size_t len)
 static int on_readable(struct loop *l, struct conn *c)
 {
     for (int reads = 0; wants_read(c); reads++) {
+#ifdef BROKEN_no_drain
+        /* The classic mistake, on purpose (make BROKEN=no-drain): one read
+         * per event, edge-triggered too - and bytes left behind. */
+        if (reads == 1)
+            return 0;
+#endif
         if (reads == (opt.edge ? READ_BUDGET : 1)) {
             if (opt.edge)
                 mark_unread(l, c);
@@ -606,6 +612,14 @@ static int wait_for_events(struct loop *l, struct epoll_event *events)
  */
 static int on_events(struct loop *l, struct conn *c, uint32_t events)
 {
+#ifdef BROKEN_hup_first
+    /* The classic mistake, on purpose (make BROKEN=hup-first): close at the
+     * sight of a hang-up, and lose the bytes that came with it. */
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        close_conn(l, c, 0);
+        return -1;
+    }
+#endif
     if ((events & EPOLLOUT) && on_writable(l, c) < 0)
         return -1;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {

@@ -3,7 +3,9 @@
 # (`make -C NN-name BROKEN=VARIANT`); the harness must then fail the check
 # that guards against it. This proves, on every `make test`, that the
 # check can fail. A chapter lists its variants with `make -s broken-list`:
-# one line per variant, "VARIANT CHECK" (CHECK: a report card column).
+# one line per variant, "VARIANT CHECK [STAGE]" (CHECK: a report card
+# column; STAGE: the stage row to run it on, if not the one named after
+# the chapter's directory).
 #
 # Each broken build happens in a scratch copy, so the real build is left
 # alone.  usage: tests/broken.sh       (from the top of the repo)
@@ -14,10 +16,10 @@ set -euo pipefail
 caught=0 missed=0
 for dir in [0-9][0-9]-*/; do
     ch=${dir%/}
-    while read -r variant check; do
+    while read -r variant check stage; do
         [ -n "$variant" ] || continue
         scratch_build "$ch" BROKEN="$variant"
-        if CK_FORK=yes tests/harness -r "$scratch" -s "$ch" -c "$check" -V >"$scratch/log" 2>&1; then
+        if CK_FORK=yes tests/harness -r "$scratch" -s "${stage:-$ch}" -c "$check" -V >"$scratch/log" 2>&1; then
             echo "broken: $ch BROKEN=$variant passed '$check': that check cannot catch it" >&2
             missed=$((missed + 1))
         else
