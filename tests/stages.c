@@ -6,9 +6,9 @@
  * usage: stages [-b | -t]   one line per stage: NAME DIR TCP_SERVER
  *                           (the program, then any options it always
  *                           gets: "server -e"); -b: bench ones only,
- *                           as NAME DIR MOST TCP_SERVER, MOST the most
- *                           connections to bench it at; -t: threaded
- *                           ones only
+ *                           as NAME DIR MOST TCP_SERVER [BENCH_OPTS],
+ *                           MOST the most connections to bench it at;
+ *                           -t: threaded ones only
  */
 #include "stages.h"
 
@@ -26,8 +26,9 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < NSTAGES; i++)
         if (bench_only && stages[i].bench)
-            printf("%s %s %d %s\n", stage_name(&stages[i]), stages[i].dir, stages[i].bench,
-                   stages[i].tcp_server);
+            printf("%s %s %d %s%s%s\n", stage_name(&stages[i]), stages[i].dir, stages[i].bench,
+                   stages[i].tcp_server, stages[i].bench_opts ? " " : "",
+                   stages[i].bench_opts ? stages[i].bench_opts : "");
         else if (!bench_only && (!threads_only || stages[i].threads))
             printf("%s %s %s\n", stage_name(&stages[i]), stages[i].dir, stages[i].tcp_server);
     return 0;

@@ -29,6 +29,13 @@ enum property {
     P_FORK         = 1 << 9,  /* -f: a process per connection */
     P_POOL         = 1 << 10, /* -w WORKERS take clients from a queue of
                                  -Q LEN; a full queue: "server busy" */
+    P_BACKPRESSURE = 1 << 11, /* a bounded output buffer per connection:
+                                 a client that does not read is not read
+                                 from, cannot grow the server, and holds
+                                 nobody else up; the counters end with
+                                 "Q bytes waiting to be sent" */
+    P_C10K         = 1 << 12, /* 10,000 connections at once, every one
+                                 served */
 };
 
 struct stage {
@@ -43,7 +50,10 @@ struct stage {
     const char *udp_client;   /* or NULL */
     unsigned props;
     int bench;                /* compared by `make bench`, at up to this many
-                                 connections (1,000 or 10,000); 0: not */
+                                 connections (1,000, 10,000, or as many as
+                                 the descriptor limit allows); 0: not */
+    const char *bench_opts;   /* options the bench adds to its server (its
+                                 own limits lifted), or NULL */
     int threads;              /* has threads: ThreadSanitizer checks it */
 };
 
@@ -61,6 +71,18 @@ static const struct stage stages[] = {
      .tcp_client = "client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_POOL | P_COUNTERS,
      .bench = 1000, .threads = 1},
+    {.dir = "05-select", .tcp_server = "server", .udp_server = "server",
+     .tcp_client = "client", .udp_client = "udp_client",
+     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
+              P_COUNTERS | P_BACKPRESSURE, .bench = 1000},
+    {.dir = "06-epoll", .tcp_server = "server", .udp_server = "server",
+     .tcp_client = "client", .udp_client = "udp_client",
+     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
+              P_COUNTERS | P_BACKPRESSURE | P_C10K, .bench = 50000, .bench_opts = "-m 100000"},
+    {.name = "06-epoll-et", .dir = "06-epoll", .tcp_server = "server -e",
+     .udp_server = "server -e", .tcp_client = "client", .udp_client = "udp_client",
+     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
+              P_COUNTERS | P_BACKPRESSURE | P_C10K, .bench = 50000, .bench_opts = "-m 100000"},
 };
 
 /* The name reports, -s and the bench use. */
