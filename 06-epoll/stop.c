@@ -141,9 +141,12 @@ static int is_per_connection_error(int err)
  *   the while; a flood of new ones costs at most a few turn_away()s every
  *   100 ms, not a core.
  *
- * The spare alone still spins under a flood (every newcomer costs an
- * accept that fails and one that succeeds); the rest alone leaves
- * newcomers waiting unanswered. Together: bounded CPU, and an answer.
+ * The spare alone leaves the loop spinning wherever it cannot help: out
+ * of memory (ENOBUFS, ENOMEM) nothing can be accepted at all, and once
+ * /dev/null cannot be opened again (ENFILE: the whole system is out)
+ * there is no spare left; under a flood it costs two accept()s per
+ * newcomer, as fast as they come. The rest alone leaves newcomers
+ * waiting unanswered. Together: bounded work, and an answer.
  */
 int accept_pause_ms(const char *prog, int listen_fd, int err)
 {

@@ -76,6 +76,11 @@ static const struct check checks[] = {
     {"pool", 0, P_POOL, check_pool, NULL, 0, 0},
     {"counts", 0, P_COUNTERS, check_counters, NULL, IN_VALGRIND, 0},
     {"fork", 0, P_FORK, check_processes, NULL, 0, 0},
+    {"c1k", 0, P_CONCURRENT, check_thousand, NULL, 0, 0},
+    {"backpr", 0, P_BACKPRESSURE, check_backpressure, NULL, 0, 0},
+    {"flood", P_BACKPRESSURE, 0, check_flood, NULL, 0, 0},
+    {"idles", P_IDLE_TIMEOUT | P_CONCURRENT, 0, check_idles, NULL, 0, 0},
+    {"c10k", P_BACKPRESSURE, P_C10K, check_c10k, limit_c10k, 0, 0},
 };
 #define NCHECKS ((int)(sizeof checks / sizeof checks[0]))
 
@@ -300,7 +305,7 @@ int main(int argc, char **argv)
     int opt;
 
     _Static_assert(sizeof card.names[0][0][0] >= 48, "test case names fit");
-    _Static_assert(NCHECKS <= 32 && NSTAGES <= 16, "the report card fits a terminal");
+    _Static_assert(NCHECKS <= 36 && NSTAGES <= 16, "the report card fits a wide terminal");
     while ((opt = getopt(argc, argv, "r:s:c:VP")) != -1) {
         switch (opt) {
         case 'r': cfg.root = optarg; break;

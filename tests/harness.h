@@ -181,6 +181,10 @@ check_fn check_tcp_echo, check_half_close, check_reset, check_idle_timeout, chec
 check_fn check_udp_echo, check_udp_self;
 /* checks_threads.c: many clients at once, limits, counters, processes */
 check_fn check_many, check_busy, check_pool, check_counters, check_processes;
+/* checks_loop.c: one thread, many connections: a thousand at once, ten
+ * thousand (or select()'s wall), back-pressure, a flood past the
+ * descriptor limit, an idle deadline per connection */
+check_fn check_thousand, check_backpressure, check_flood, check_idles, check_c10k, limit_c10k;
 /* checks_clients.c: the clients against bad servers */
 check_fn check_clients, check_client_timeouts, check_client_output;
 /* checks_tools.c: the harness's own tools (no stage: ST is NULL) */
@@ -191,6 +195,8 @@ void second_client(int port, int expect_served);
 /* loadgen's RESULT line field KEY; asserts it is there. */
 long long result_field(const char *out, const char *key);
 double result_number(const char *out, const char *key);
+/* The lowest descriptor number PID does not have open (below 1024). */
+int lowest_free_fd(pid_t pid);
 /* Can this process forge packets (raw sockets)? */
 int can_forge(void);
 
