@@ -152,15 +152,17 @@ static int open_listener(const char *addr, const char *port)
 /* Set a client's socket up: non-blocking, and TCP_NODELAY, which sends
  * each echo at once (with Nagle's algorithm a small piece waits for the
  * ACK of the previous one, and the client may delay that by 40 ms).
- * Returns -1 (errno set) if the kernel refuses: we close that one
- * connection rather than serve it half-configured. */
-static int prepare_client(int fd)
+ * Returns NULL, or the call the kernel refused (errno set): we close that
+ * one connection rather than serve it half-configured. */
+static const char *prepare_client(int fd)
 {
     int one = 1;
 
     if (set_nonblocking(fd) < 0)
-        return -1;
-    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        return "fcntl O_NONBLOCK";
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        return "setsockopt TCP_NODELAY";
+    return NULL;
 }
 
 /* Say why the conversation ended, in the words a reader would use. */
@@ -387,8 +389,9 @@ static void start_connection(struct loop *l, int fd, const struct sockaddr_stora
         refuse(l, fd, peer, "connection limit");
         return;
     }
-    if (prepare_client(fd) < 0) {
-        log_line("%s: %s: setsockopt: %s (closed)\n", PROG, peer, strerror(errno));
+    const char *failed = prepare_client(fd);
+    if (failed != NULL) {
+        log_line("%s: %s: %s: %s (closed)\n", PROG, peer, failed, strerror(errno));
         close(fd);
         return;
     }

@@ -20,11 +20,12 @@
  * noticed only at the next event, maybe never.
  *
  * The self-pipe trick (D. J. Bernstein's) closes that gap: the handler
- * writes the signal's number into a pipe, and the loop watches the pipe's
- * read end like any socket. A byte in the pipe stays there until the loop
- * reads it, so no signal is lost, whenever it comes. The handler does
- * nothing else: write() is async-signal-safe, and the real work (logging,
- * closing, freeing) happens in the loop, where it is safe.
+ * sets a flag and writes a byte into a pipe, and the loop watches the
+ * pipe's read end like any socket. A byte in the pipe stays there until
+ * the loop reads it, so no signal goes unnoticed, whenever it comes. The
+ * handler does nothing else: setting a volatile sig_atomic_t and write()
+ * are async-signal-safe, and the real work (logging, closing, freeing)
+ * happens in the loop, where it is safe.
  *
  * (pselect() is the other answer: signals blocked everywhere but inside
  * pselect(), which unblocks them atomically while it waits. It works for
@@ -32,26 +33,39 @@
  * pipe works with any of them, which is why chapter 06 keeps this file.)
  */
 static int pipe_fds[2] = {-1, -1};      /* [0] read end, [1] write end */
-static int stop_flag;                   /* set by the loop, not by the handler */
+
+/* What has arrived, set by the handler: a flag per kind of signal, so a
+ * flood of one kind can never crowd out another. The pipe's bytes only
+ * wake the loop; the flags say what for. volatile sig_atomic_t is the
+ * one type a handler may write and the program then read safely. */
+static volatile sig_atomic_t got_stop, got_report;
 
 static void on_signal(int sig)
 {
     int saved = errno;                  /* the interrupted code may look at it */
     unsigned char b = (unsigned char)sig;
-    /* Non-blocking: with the pipe full (thousands of signals unread) the
-     * byte is dropped rather than block the handler - and the loop, which
-     * has plenty to read, sees the pipe readable anyway. */
+
+    if (sig == SIGUSR1)
+        got_report = 1;
+    else
+        got_stop = 1;
+    /* Non-blocking: with the pipe full, the byte is dropped rather than
+     * block the handler - the loop, with a full pipe to read, will look
+     * at the flags anyway. */
     (void)!write(pipe_fds[1], &b, 1);
     errno = saved;
 }
 
+/* Non-blocking, and closed in any program we might exec. */
 static int set_flags(int fd)
 {
     int fl = fcntl(fd, F_GETFL), fd_fl = fcntl(fd, F_GETFD);
-    return fl < 0 || fd_fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-                   fcntl(fd, F_SETFD, fd_fl | FD_CLOEXEC) < 0
-               ? -1
-               : 0;
+
+    if (fl < 0 || fd_fl < 0)
+        return -1;
+    if (fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, fd_fl | FD_CLOEXEC) < 0)
+        return -1;
+    return 0;
 }
 
 int open_signal_pipe(const char *prog)
@@ -82,20 +96,23 @@ int open_signal_pipe(const char *prog)
 
 void take_signals(void (*report)(void *arg), void *arg)
 {
-    unsigned char sigs[64];
-    ssize_t n;
+    unsigned char sigs[256];
 
-    while ((n = read(pipe_fds[0], sigs, sizeof sigs)) > 0)
-        for (ssize_t i = 0; i < n; i++)
-            if (sigs[i] == SIGUSR1)
-                report(arg);
-            else                        /* SIGINT, SIGTERM */
-                stop_flag = 1;
+    /* Take the wake-up bytes (one read: whatever is left keeps the pipe
+     * readable, for the next turn), then act once on what the flags say.
+     * However many SIGUSR1s came, one report: a report per byte, each
+     * making system calls that more signals interrupt, could keep the
+     * loop here for as long as somebody sends them. */
+    (void)!read(pipe_fds[0], sigs, sizeof sigs);
+    if (got_report) {
+        got_report = 0;
+        report(arg);
+    }
 }
 
 int stop_requested(void)
 {
-    return stop_flag;
+    return got_stop;
 }
 
 void close_signal_pipe(void)

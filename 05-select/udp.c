@@ -1,5 +1,6 @@
 /*
- * udp.c - the UDP echo server of chapter 02, as a thread of the server.
+ * udp.c - the UDP echo server of chapter 02, as one more socket of the
+ * server's loop.
  *
  * No listen(), no accept(), no connection: one socket receives datagrams
  * from anybody, and recvmsg() tells us who sent each one so we can answer

@@ -19,18 +19,14 @@
  * default and select()'s way). Then every read must go on until EAGAIN,
  * since bytes left behind bring no new event. See on_readable().
  *
- * Chapter 05's comment, still true here:
- *
- * Chapters 03 and 04 gave each client a thread that blocked in recv()
- * until its client spoke: simple code, at the price of a stack and a
- * context switch per client. Here one thread serves everybody, and never
- * blocks on any one of them. Its sockets are non-blocking: a recv() with
- * nothing to read, or a send() with no room, fails at once with EAGAIN
- * instead of waiting. The only place the thread waits is select(), which
- * watches every socket at once and returns when some are ready: readable
- * (bytes arrived, a client connected, the client closed) or writable
- * (room in the send buffer again). Then the loop does what each ready
- * socket allows, without waiting, and goes back to select().
+ * As in chapter 05: one thread serves everybody, and never blocks on any
+ * one of them. Its sockets are non-blocking: a recv() with nothing to
+ * read, or a send() with no room, fails at once with EAGAIN instead of
+ * waiting. The only place the thread waits is epoll_wait(), which
+ * returns when some sockets are ready: readable (bytes arrived, a client
+ * connected, the client closed) or writable (room in the send buffer
+ * again). Then the loop does what each ready socket allows, without
+ * waiting, and goes back to epoll_wait().
  *
  * What a thread kept on its stack - where it was in its loop, what it had
  * read and not yet sent - now lives in a struct conn, between calls. A
@@ -69,7 +65,9 @@
 #define ACCEPT_BATCH 64
 /* Events taken per epoll_wait() at most; more stay ready for the next. */
 #define MAX_EVENTS 256
-/* Edge-triggered, the most recv() calls one connection gets per turn. */
+/* Edge-triggered, the most recv() calls one connection makes in a row
+ * before the others get their turn (then it waits at the end of the
+ * turn, on the unread list). */
 #define READ_BUDGET 16
 #define DEFAULT_MAX_CONNS 10000
 /* With -p 0, how often we let the kernel pick a TCP port before giving up
@@ -96,8 +94,9 @@ struct conn {
     unsigned long nth;
     unsigned long long echoed;
     char peer[ADDR_STRLEN];
-    /* Every connection, the least recently active first: all have the
-     * same idle time, so the first is always the next to time out. */
+    /* Every connection; with -t, the least recently active first: all
+     * have the same idle time, so the first is always the next to time
+     * out. (Without -t, in the order they came.) */
     struct conn *prev, *next;
     /* Edge-triggered: on the loop's list of connections left with input
      * unread (READ_BUDGET), whose next edge may never come. */
@@ -171,7 +170,7 @@ static int open_listener(const char *addr, const char *port)
      * the connections, up to the backlog, until we accept() them. */
     if (listen(fd, SOMAXCONN) < 0)
         die_sys(PROG, "listen", where);
-    /* Non-blocking too: select() said a client was waiting, but it may
+    /* Non-blocking too: epoll said a client was waiting, but it may
      * have given up (and been dropped from the queue) before our accept(),
      * which would then block the whole loop until the next client came. */
     if (set_nonblocking(fd) < 0)
@@ -183,15 +182,17 @@ static int open_listener(const char *addr, const char *port)
 /* Set a client's socket up: non-blocking, and TCP_NODELAY, which sends
  * each echo at once (with Nagle's algorithm a small piece waits for the
  * ACK of the previous one, and the client may delay that by 40 ms).
- * Returns -1 (errno set) if the kernel refuses: we close that one
- * connection rather than serve it half-configured. */
-static int prepare_client(int fd)
+ * Returns NULL, or the call the kernel refused (errno set): we close that
+ * one connection rather than serve it half-configured. */
+static const char *prepare_client(int fd)
 {
     int one = 1;
 
     if (set_nonblocking(fd) < 0)
-        return -1;
-    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        return "fcntl O_NONBLOCK";
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        return "setsockopt TCP_NODELAY";
+    return NULL;
 }
 
 /* Say why the conversation ended, in the words a reader would use. */
@@ -301,6 +302,8 @@ static void close_conn(struct loop *l, struct conn *c, int err)
     if (!opt.quiet)
         log_line("%s: %s closed after %llu bytes echoed: %s\n", PROG, c->peer, c->echoed,
                  why_closed(err));
+    /* It fails only for a descriptor we never registered: a bug, and
+     * nothing more to do about it at a close. */
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     unlink_conn(l, c);
     unmark_unread(l, c);
@@ -422,7 +425,8 @@ static int on_readable(struct loop *l, struct conn *c)
                 continue;
         } else if (n == 0) {
             /* The client will send no more. Echo what is still waiting,
-             * then close: the half-close, one state of the struct. */
+             * then close: the half-close of chapter 02, one state of
+             * the struct. */
             c->eof = 1;
             if (pending(c) > 0)
                 return 0;
@@ -493,8 +497,9 @@ static void start_connection(struct loop *l, int fd, const struct sockaddr_stora
         refuse(l, fd, peer, "connection limit");
         return;
     }
-    if (prepare_client(fd) < 0) {
-        log_line("%s: %s: setsockopt: %s (closed)\n", PROG, peer, strerror(errno));
+    const char *failed = prepare_client(fd);
+    if (failed != NULL) {
+        log_line("%s: %s: %s: %s (closed)\n", PROG, peer, failed, strerror(errno));
         close(fd);
         return;
     }
