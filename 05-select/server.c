@@ -616,8 +616,11 @@ int main(int argc, char **argv)
         }
     }
 
-    /* Stopping: every client is closed, unanswered bytes and all - a
-     * stopping server starts no new conversation - then the rest. */
+    /* Stopping. A SIGUSR1 that came with the stop still gets its report,
+     * with the clients still connected. Then every client is closed,
+     * unanswered bytes and all - a stopping server starts no new
+     * conversation - then the rest. */
+    take_signals(report, &loop);
     while (loop.first != NULL)
         close_conn(&loop, loop.first, EINTR);
     report(&loop);

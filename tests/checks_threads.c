@@ -8,12 +8,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Connect N clients; each sends SIZE bytes of its own pattern before any
@@ -240,6 +242,54 @@ void check_counters(const struct stage *st)
                       "the queued client was not closed at the stop");
         close(queued);
     }
+}
+
+/* Run process PID on CPU CPU only, if the machine has it. */
+static void pin(pid_t pid, int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (cpu < sysconf(_SC_NPROCESSORS_ONLN))
+        sched_setaffinity(pid, sizeof set, &set);
+}
+
+/* A flood of SIGUSR1 - a process sending it as fast as it can, from a
+ * core of its own - must neither starve the clients nor hide a SIGTERM:
+ * every echo meanwhile comes back within a second, and a SIGTERM sent
+ * into the flood stops the server as usual. (Signal handling that does
+ * work per signal received can be kept busy by it for as long as the
+ * flood lasts: on one core the flood would only run when the server
+ * lets it, hence the pinning.) */
+void check_signal_flood(const struct stage *st)
+{
+    struct server s = start_server(st->dir, st->tcp_server,
+                                   st->props & P_POOL ? ARGS("-q", "-w", "2") : ARGS("-q"), NULL);
+    int fd = tcp_connect(s.port);
+    echo_check(fd, 10, 40, 0);
+    pin(s.p.pid, 0);
+    pid_t flooder = fork();
+    ck_assert(flooder >= 0);
+    if (flooder == 0) {
+        pin(0, 1);
+        long long end = now_ms() + 3000;
+        while (now_ms() < end && kill(s.p.pid, SIGUSR1) == 0)
+            ;
+        _exit(0);
+    }
+    long long until = now_ms() + 600;
+    for (int i = 0; now_ms() < until; i++) {
+        long long start = now_ms();
+        echo_check(fd, 100, (unsigned)i, 0);
+        ck_assert_msg(now_ms() - start < ms(1000), "an echo took %lld ms during a SIGUSR1 flood",
+                      now_ms() - start);
+    }
+    close(fd);
+    char *err = stop_server(&s);
+    kill(flooder, SIGKILL);
+    waitpid(flooder, NULL, 0);
+    assert_contains(err, "connections live", "server log");
+    free(err);
 }
 
 /* The seeds' trap: with long connections a pool of W workers serves W

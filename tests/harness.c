@@ -75,6 +75,7 @@ static const struct check checks[] = {
     {"busy", 0, P_MAX_CONNS | P_POOL, check_busy, NULL, 0, 0},
     {"pool", 0, P_POOL, check_pool, NULL, 0, 0},
     {"counts", 0, P_COUNTERS, check_counters, NULL, IN_VALGRIND, 0},
+    {"usr1", 0, P_COUNTERS, check_signal_flood, NULL, 0, 0},
     {"fork", 0, P_FORK, check_processes, NULL, 0, 0},
     {"c1k", 0, P_CONCURRENT, check_thousand, NULL, 0, 0},
     {"backpr", 0, P_BACKPRESSURE, check_backpressure, NULL, 0, 0},

@@ -180,7 +180,8 @@ check_fn check_tcp_echo, check_half_close, check_reset, check_idle_timeout, chec
 /* checks_udp.c: UDP echo */
 check_fn check_udp_echo, check_udp_self;
 /* checks_threads.c: many clients at once, limits, counters, processes */
-check_fn check_many, check_busy, check_pool, check_counters, check_processes;
+check_fn check_many, check_busy, check_pool, check_counters, check_signal_flood,
+    check_processes;
 /* checks_loop.c: one thread, many connections: a thousand at once, ten
  * thousand (or select()'s wall), back-pressure, a flood past the
  * descriptor limit, an idle deadline per connection */
