@@ -31,7 +31,7 @@
  * What a thread kept on its stack - where it was in its loop, what it had
  * read and not yet sent - now lives in a struct conn, between calls. A
  * short send() keeps the rest in the connection's output buffer and asks
- * select() for writability. That buffer is bounded (OUT_MAX): when a client
+ * epoll for writability. That buffer is bounded (OUT_MAX): when a client
  * sends and does not read, its buffer fills, and the loop stops reading
  * from it - back-pressure, passed on to the client by TCP's own flow
  * control - instead of growing without end. Every other client goes on.
