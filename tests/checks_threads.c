@@ -84,22 +84,6 @@ void check_many(const struct stage *st)
     }
 }
 
-/* How much address space PID has mapped, in bytes (VmSize). */
-static unsigned long long vm_size(pid_t pid)
-{
-    char path[64], line[256];
-    unsigned long long kib = 0;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmSize: %llu kB", &kib) == 1)
-            break;
-    fclose(f);
-    ck_assert(kib > 0);
-    return kib * 1024;
-}
-
 /* A pool of one worker and a queue of one: the first client is served,
  * the second waits in the queue, the third is told "server busy" - and
  * when the first leaves, the second is served. */
@@ -173,7 +157,7 @@ void check_busy(const struct stage *st)
     struct rlimit room, none;
     ck_assert(prlimit(s.p.pid, RLIMIT_AS, NULL, &room) == 0);
     none = room;
-    none.rlim_cur = (rlim_t)vm_size(s.p.pid);
+    none.rlim_cur = (rlim_t)status_bytes(s.p.pid, "VmSize");
     ck_assert(prlimit(s.p.pid, RLIMIT_AS, &none, NULL) == 0);
     assert_busy(s.port, "no room for a thread");
     echo_check(first, 1000, 23, 0);

@@ -86,6 +86,9 @@ struct proc spawn(const char *dir, const char *prog, const char *const *args,
  * its exit code, or -1 if it hung or died of a signal. */
 int finish(struct proc *p, int timeout);
 void release(struct proc *p);
+/* A figure from /proc/PID/status given in kB there, such as "VmRSS" or
+ * "VmSize" (how much address space PID has mapped), in bytes. */
+long long status_bytes(pid_t pid, const char *key);
 /* Read a whole file or pipe from its start into a NUL-terminated buffer
  * (caller frees). */
 char *slurp(int fd);

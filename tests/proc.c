@@ -301,3 +301,19 @@ void stop_server_quietly(struct server *s)
 {
     free(stop_server(s));
 }
+
+/* A number from /proc/PID/status, such as "VmRSS" (in kB there): bytes. */
+long long status_bytes(pid_t pid, const char *key)
+{
+    char path[64], line[256], want[32];
+    long long kib = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    snprintf(want, sizeof want, "%s: %%lld kB", key);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+    while (kib < 0 && fgets(line, sizeof line, f) != NULL)
+        sscanf(line, want, &kib);
+    fclose(f);
+    ck_assert_msg(kib >= 0, "no %s in %s", key, path);
+    return kib * 1024;
+}
