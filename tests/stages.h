@@ -36,6 +36,11 @@ enum property {
                                  "Q bytes waiting to be sent" */
     P_C10K         = 1 << 12, /* 10,000 connections at once, every one
                                  served */
+    P_HTTPD        = 1 << 13, /* server -H answers HTTP/1.1 requests,
+                                 keep-alive and pipelined, with a fixed 200 */
+    P_REDIAL       = 1 << 14, /* client -k SECONDS: heartbeats on a quiet
+                                 connection, a dead one detected; client -R:
+                                 reconnects when the server comes back */
 };
 
 struct stage {
@@ -83,6 +88,11 @@ static const struct stage stages[] = {
      .udp_server = "server -e", .tcp_client = "client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
               P_COUNTERS | P_BACKPRESSURE | P_C10K, .bench = 50000, .bench_opts = "-m 100000"},
+    {.dir = "07-async", .tcp_server = "server", .udp_server = "server",
+     .tcp_client = "client", .udp_client = "udp_client",
+     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
+              P_COUNTERS | P_BACKPRESSURE | P_C10K | P_HTTPD | P_REDIAL, .bench = 50000,
+     .bench_opts = "-m 100000"},
 };
 
 /* The name reports, -s and the bench use. */
