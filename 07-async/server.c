@@ -68,6 +68,22 @@ static void usage(void)
     exit(2);
 }
 
+#ifdef BROKEN_blocking
+/* The classic mistake, on purpose (make BROKEN=blocking): a blocking call
+ * inside a task - recv() on a blocking socket, where io_read() belongs.
+ * The task never suspends: the thread waits in recv(), and every other
+ * client waits with it. (asyncio's version: time.sleep() or a blocking
+ * socket call inside a coroutine.) */
+#include <fcntl.h>
+static ssize_t blocking_read(struct io *io, void *buf, size_t len, long long timeout)
+{
+    (void)timeout;
+    fcntl(io->watch.fd, F_SETFL, 0);
+    return recv(io->watch.fd, buf, len, 0);
+}
+#define io_read blocking_read
+#endif
+
 /*
  * One client's whole conversation: chapter 02's echo loop. Every byte
  * read is written back, all of it, before the next read - so a client

@@ -82,6 +82,7 @@ static const struct check checks[] = {
     {"flood", P_BACKPRESSURE, 0, check_flood, NULL, 0, 0},
     {"idles", P_IDLE_TIMEOUT | P_CONCURRENT, 0, check_idles, NULL, 0, 0},
     {"c10k", P_BACKPRESSURE, P_C10K, check_c10k, limit_c10k, 0, 0},
+    {"httpd", 0, P_HTTPD, check_httpd, NULL, IN_SHORT_IO | IN_VALGRIND, 0},
 };
 #define NCHECKS ((int)(sizeof checks / sizeof checks[0]))
 

@@ -189,6 +189,8 @@ check_fn check_many, check_busy, check_pool, check_counters, check_signal_flood,
  * thousand (or select()'s wall), back-pressure, a flood past the
  * descriptor limit, an idle deadline per connection */
 check_fn check_thousand, check_backpressure, check_flood, check_idles, check_c10k, limit_c10k;
+/* checks_httpd.c: server -H, chapter 07's HTTP/1.1 handler */
+check_fn check_httpd;
 /* checks_clients.c: the clients against bad servers */
 check_fn check_clients, check_client_timeouts, check_client_output;
 /* checks_tools.c: the harness's own tools (no stage: ST is NULL) */
