@@ -151,6 +151,8 @@ int io_connect(struct io *io, const struct sockaddr *sa, socklen_t len, long lon
     int err;
     socklen_t size = sizeof err;
 
+    if (task_spent() < 0)
+        return -1;
     if (connect(io->watch.fd, sa, len) == 0)
         return 0;
     if (errno != EINPROGRESS)

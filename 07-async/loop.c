@@ -38,6 +38,7 @@ struct loop {
     long long now;              /* ms, read once per turn */
     struct timer **heap;        /* heap[0] is due first; t->slot is its index + 1 */
     size_t timers, heap_size;
+    unsigned long long armed;   /* timers armed so far: the next one's seq */
     struct soon *soon_first, *soon_last;
 };
 
@@ -88,6 +89,12 @@ int loop_unwatch(struct loop *l, struct watch *w)
 
 /* ---- timers: a binary heap --------------------------------------------- */
 
+/* Is A due before B? At the same time, the one armed first is. */
+static int before(const struct timer *a, const struct timer *b)
+{
+    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
 static void put(struct loop *l, size_t i, struct timer *t)
 {
     l->heap[i] = t;
@@ -98,7 +105,7 @@ static void put(struct loop *l, size_t i, struct timer *t)
 static void sift_up(struct loop *l, size_t i)
 {
     struct timer *t = l->heap[i];
-    while (i > 0 && t->when < l->heap[(i - 1) / 2]->when) {
+    while (i > 0 && before(t, l->heap[(i - 1) / 2])) {
         put(l, i, l->heap[(i - 1) / 2]);
         i = (i - 1) / 2;
     }
@@ -113,9 +120,9 @@ static void sift_down(struct loop *l, size_t i)
         size_t child = 2 * i + 1;
         if (child >= l->timers)
             break;
-        if (child + 1 < l->timers && l->heap[child + 1]->when < l->heap[child]->when)
+        if (child + 1 < l->timers && before(l->heap[child + 1], l->heap[child]))
             child++;
-        if (l->heap[child]->when >= t->when)
+        if (!before(l->heap[child], t))
             break;
         put(l, i, l->heap[child]);
         i = child;
@@ -128,6 +135,7 @@ int timer_start(struct loop *l, struct timer *t, long long when)
     if (t->slot != 0) {
         /* Armed already: move it, up or down. */
         t->when = when;
+        t->seq = l->armed++;
         sift_up(l, t->slot - 1);
         sift_down(l, t->slot - 1);
         return 0;
@@ -141,6 +149,7 @@ int timer_start(struct loop *l, struct timer *t, long long when)
         l->heap_size = size;
     }
     t->when = when;
+    t->seq = l->armed++;
     put(l, l->timers++, t);
     sift_up(l, l->timers - 1);
     return 0;
@@ -161,10 +170,14 @@ void timer_stop(struct loop *l, struct timer *t)
     sift_down(l, last->slot - 1);
 }
 
-/* Fire every timer due by now, the earliest first. */
+/* Fire every timer due by now, the earliest first - but only those armed
+ * before we began: a timer that re-arms itself for now would otherwise
+ * fire again and again, and the loop never get past this turn. */
 static void fire_timers(struct loop *l)
 {
-    while (l->timers > 0 && l->heap[0]->when <= l->now) {
+    unsigned long long armed = l->armed;
+
+    while (l->timers > 0 && l->heap[0]->when <= l->now && l->heap[0]->seq < armed) {
         struct timer *t = l->heap[0];
         timer_stop(l, t);
         t->fire(t);

@@ -31,9 +31,12 @@ struct watch {
     void (*on_event)(struct watch *w, uint32_t events);
 };
 
-/* A timer: FIRE(t), once, on the first turn at or after WHEN. */
+/* A timer: FIRE(t), once, on the first turn at or after WHEN. Timers due
+ * at the same time fire in the order they were armed; a timer armed while
+ * timers fire (by one of them) fires on a later turn, never in this one. */
 struct timer {
     long long when;             /* loop_now() time, ms */
+    unsigned long long seq;     /* when it was armed: ties go to the first */
     size_t slot;                /* its place in the heap, from 1; 0: not armed */
     void (*fire)(struct timer *t);
 };
@@ -62,7 +65,9 @@ void timer_stop(struct loop *l, struct timer *t);
 /* Run S on the loop's next turn (once, however often it is queued). */
 void loop_soon(struct loop *l, struct soon *s);
 
-/* The time, in ms on the monotonic clock, as of this turn of the loop. */
+/* The time, in ms on the monotonic clock, as of this turn of the loop:
+ * read once per turn, after epoll_wait(), as libuv's uv_now() is. A
+ * deadline computed from it during a long turn starts a little early. */
 long long loop_now(const struct loop *l);
 
 /* Turn until loop_stop(). Returns 0, or -1 if epoll_wait() failed (errno). */

@@ -387,7 +387,7 @@ void task_wake(struct task *t)
 
 void task_cancel(struct task *t)
 {
-    if (t->done || t->cancelled)
+    if (t->cancelled)
         return;
     t->cancelled = 1;
     if (t->suspended && !t->resume.queued) {
@@ -421,14 +421,23 @@ int task_sleep(long long ms)
 {
     if (ms <= 0)
         return task_yield();
-    if (task_suspend(ms) == 0 || errno == ETIMEDOUT)
-        return 0;
-    return -1;
+    /* Until the time is up: a task_wake() meant for some other wait of
+     * ours does not cut the sleep short. */
+    long long until = loop_now(sched.loop) + ms;
+    while (loop_now(sched.loop) < until)
+        if (task_suspend(until - loop_now(sched.loop)) < 0 && errno != ETIMEDOUT)
+            return -1;
+    return 0;
 }
 
 int task_spent(void)
 {
     struct task *t = sched.current;
+
+    if (t->cancelled) {
+        errno = ECANCELED;
+        return -1;
+    }
     if (--t->budget > 0)
         return 0;
     return task_yield();

@@ -26,7 +26,7 @@ struct task;
 #define TASK_STACK_MIN (16 * 1024)
 
 /* Use loop L for tasks, with stacks of STACK_SIZE bytes (rounded up to
- * whole pages). */
+ * whole pages). Once, before the first task. */
 void tasks_init(struct loop *l, size_t stack_size);
 
 /* Run FN(ARG) as a new task: it starts on the loop's next turn. Returns
@@ -46,7 +46,8 @@ struct task *task_self(void);
 /* How many tasks are alive: started and not yet returned. */
 size_t tasks_alive(void);
 
-/* Cancel T: the call it is suspended in, and every one it makes after,
+/* Cancel T, which must be alive (a task's memory is reused as soon as it
+ * returns): the call it is suspended in, and every one it makes after,
  * fails at once with ECANCELED, so that it cleans up and returns. */
 void task_cancel(struct task *t);
 
@@ -55,7 +56,7 @@ void tasks_cancel_all(void);
 
 /*
  * The calls below suspend the calling task, which must be one (inside a
- * task only). A timeout is in ms; 0: none.
+ * task only). A timeout is in ms, counted from loop_now(); 0: none.
  */
 
 /* Suspend until task_wake() is called for this task, or TIMEOUT passes.
@@ -69,13 +70,13 @@ void task_wake(struct task *t);
 /* Let the other tasks run, then go on: 0, or -1 (ECANCELED). */
 int task_yield(void);
 
-/* Sleep for MS. Returns 0, or -1 (ECANCELED). */
+/* Sleep for MS (counted from loop_now()). Returns 0, or -1 (ECANCELED). */
 int task_sleep(long long ms);
 
 /* A task that does not suspend holds up every other. The I/O calls call
- * this each time they did not have to wait: after TASK_BUDGET of those in
- * a row it yields, then the task starts a new budget. Returns 0, or -1
- * (ECANCELED). */
+ * this first, each time: after TASK_BUDGET calls without a wait it
+ * yields, then the task starts a new budget. Returns 0, or -1 (ECANCELED:
+ * a cancelled task's calls fail at once, wait or not). */
 #define TASK_BUDGET 16
 int task_spent(void);
 
