@@ -90,7 +90,7 @@ ssize_t io_read(struct io *io, void *buf, size_t len, long long timeout)
 
     if (task_spent() < 0)
         return -1;
-    while ((n = recv(io->watch.fd, buf, len, 0)) < 0 &&
+    while ((n = read(io->watch.fd, buf, len)) < 0 &&
            wait_ready(&io->readable, &io->reader, timeout))
         ;
     return n;

@@ -37,6 +37,7 @@ int io_open(struct loop *l, struct io *io, int fd);
 /* Stop watching the socket, and close it. */
 void io_close(struct io *io);
 
+/* read(): on a socket, recv() without flags; on a pipe or a terminal too. */
 ssize_t io_read(struct io *io, void *buf, size_t len, long long timeout);
 
 /* Send all LEN bytes: 0, or -1 (errno) with some of them perhaps sent.

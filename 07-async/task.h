@@ -20,10 +20,11 @@
 
 struct task;
 
-/* Stacks: DEFAULT by default, at least MIN (the C library's own calls
- * need a few KiB of it), a guard page below each one. */
+/* Stacks: DEFAULT by default, at least MIN, a guard page below each one.
+ * MIN holds the server's deepest path: echo()'s 16 KiB buffer, and a few
+ * KiB for the C library's calls (vsnprintf() in log_line()). */
 #define TASK_STACK_DEFAULT (64 * 1024)
-#define TASK_STACK_MIN (16 * 1024)
+#define TASK_STACK_MIN (32 * 1024)
 
 /* Use loop L for tasks, with stacks of STACK_SIZE bytes (rounded up to
  * whole pages). Once, before the first task. */

@@ -83,6 +83,7 @@ static const struct check checks[] = {
     {"idles", P_IDLE_TIMEOUT | P_CONCURRENT, 0, check_idles, NULL, 0, 0},
     {"c10k", P_BACKPRESSURE, P_C10K, check_c10k, limit_c10k, 0, 0},
     {"httpd", 0, P_HTTPD, check_httpd, NULL, IN_SHORT_IO | IN_VALGRIND, 0},
+    {"redial", 0, P_REDIAL, check_redial, NULL, 0, 0},
 };
 #define NCHECKS ((int)(sizeof checks / sizeof checks[0]))
 
@@ -307,7 +308,7 @@ int main(int argc, char **argv)
     int opt;
 
     _Static_assert(sizeof card.names[0][0][0] >= 48, "test case names fit");
-    _Static_assert(NCHECKS <= 36 && NSTAGES <= 16, "the report card fits a wide terminal");
+    _Static_assert(NCHECKS <= 40 && NSTAGES <= 16, "the report card fits a wide terminal");
     while ((opt = getopt(argc, argv, "r:s:c:VP")) != -1) {
         switch (opt) {
         case 'r': cfg.root = optarg; break;

@@ -191,6 +191,8 @@ check_fn check_many, check_busy, check_pool, check_counters, check_signal_flood,
 check_fn check_thousand, check_backpressure, check_flood, check_idles, check_c10k, limit_c10k;
 /* checks_httpd.c: server -H, chapter 07's HTTP/1.1 handler */
 check_fn check_httpd;
+/* checks_redial.c: client -k heartbeats and -R reconnection, chapter 07's */
+check_fn check_redial;
 /* checks_clients.c: the clients against bad servers */
 check_fn check_clients, check_client_timeouts, check_client_output;
 /* checks_tools.c: the harness's own tools (no stage: ST is NULL) */
