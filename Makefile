@@ -8,7 +8,7 @@
 #                     match the code, carried-over files their originals,
 #                     and each chapter's BROKEN= mistake must be caught
 #   make bench        every stage and the reference servers measured under
-#                     the same load (QUICK=1: a smoke run of under 30 s)
+#                     the same load (QUICK=1: a smoke run of about 40 s)
 #   make diff CH=02   what chapter 02 changed in the code of chapter 01
 #   make clean
 CHAPTERS = $(sort $(wildcard [0-9][0-9]-*))

@@ -9,9 +9,11 @@
 #          (libtsan, for tests/tsan.sh); without them `make test` stops.
 #   bench  gnuplot (the charts), libuv (the libuv reference server),
 #          python3 (the Python reference servers), strace (system calls per
-#          message, where perf cannot count them) and valgrind (callgrind:
-#          instructions per message). `make bench` goes on without any of
-#          them, leaving out what needs it and saying so.
+#          message, where perf cannot count them), valgrind (callgrind:
+#          instructions per message) and wrk (an HTTP load generator that
+#          is not ours: it cross-checks loadgen on chapter 07's server -H).
+#          `make bench` goes on without any of them, leaving out what needs
+#          it and saying so.
 set -eu
 mode=${1:-test}
 
@@ -41,6 +43,7 @@ bench)
     has python3 || missing="$missing python3"
     has strace || missing="$missing strace"
     has valgrind || missing="$missing valgrind"
+    has wrk || missing="$missing wrk"
     ;;
 *)
     echo "usage: tests/deps.sh [test | bench]" >&2
