@@ -113,42 +113,114 @@ static int echo(struct client *c)
 #define HTTP_TOO_LONG "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n" \
                       "Connection: close\r\n\r\n"
 
+/* A 400 or a 431 closes the connection: the client's lingering bytes are
+ * read and dropped this long at most first (see answer_and_close()). */
+#define LINGER_MS 1000
+
+/* What the head of a request says that this server acts on. */
+struct request {
+    int bad;                    /* no "METHOD TARGET HTTP/1.x" line: 400 */
+    int body;                   /* a body announced: 400 (not for this server) */
+    int close;                  /* "Connection: close", or HTTP/1.0: close after */
+};
+
 /* Where the head of a request (its lines up to the empty one) ends in
- * BUF[0, LEN): just past "\r\n\r\n", or 0 if it has not all come yet. */
-static size_t head_end(const char *buf, size_t len)
+ * BUF[0, LEN): just past "\r\n\r\n", or 0 if it has not all come yet.
+ * BUF[0, FROM) was looked at before: a head that arrives a byte at a time
+ * costs one pass, not one per byte. */
+static size_t head_end(const char *buf, size_t from, size_t len)
 {
-    for (size_t i = 3; i < len; i++)
+    for (size_t i = from < 3 ? 3 : from; i < len; i++)
         if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
             return i + 1;
     return 0;
 }
 
-/* Does the head HEAD[0, LEN) have a header line NAME (lower case, with its
- * colon) whose value starts with VALUE (any case)? */
-static int has_header(const char *head, size_t len, const char *name, const char *value)
+/* Is the field named P[0, LEN) NAME (any case)? */
+static int is_field(const char *p, size_t len, const char *name)
 {
-    size_t nlen = strlen(name), vlen = strlen(value);
-    for (const char *p = head, *end = head + len; p < end;) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (eol == NULL)
-            break;
-        const char *v = p + nlen;
-        if ((size_t)(eol - p) > nlen && strncasecmp(p, name, nlen) == 0) {
-            while (v < eol && *v == ' ')
-                v++;
-            if ((size_t)(eol - v) >= vlen && strncasecmp(v, value, vlen) == 0)
-                return 1;
-        }
-        p = eol + 1;
+    return len == strlen(name) && strncasecmp(p, name, len) == 0;
+}
+
+/* Does the field value V[0, LEN), a comma-separated list, hold TOKEN (any
+ * case)? "Connection: keep-alive, close" holds "close". */
+static int has_token(const char *v, size_t len, const char *token)
+{
+    for (const char *end = v + len, *comma; v < end; v = comma + 1) {
+        if ((comma = memchr(v, ',', (size_t)(end - v))) == NULL)
+            comma = end;
+        const char *a = v, *b = comma;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        if (is_field(a, (size_t)(b - a), token))
+            return 1;
     }
     return 0;
 }
 
-/* Is the request in HEAD[0, LEN) an HTTP/1.0 one (its first line ends so)? */
-static int is_http10(const char *head, size_t len)
+/* Read the head HEAD[0, LEN), which ends with its empty line. Its first
+ * line must be "METHOD TARGET HTTP/1.0" or "HTTP/1.1"; a body is announced
+ * by any Content-Length but 0 - two of them, "0" and "5", announce one:
+ * the request smuggler's trick - or by Transfer-Encoding. */
+static struct request parse_head(const char *head, size_t len)
 {
-    const char *eol = memchr(head, '\n', len);
-    return eol != NULL && eol - head >= 9 && memcmp(eol - 9, "HTTP/1.0\r", 9) == 0;
+    struct request r = {0};
+    const char *end = head + len, *eol = memchr(head, '\n', len);
+    const char *sp1 = memchr(head, ' ', (size_t)(eol - head));
+    const char *sp2 = sp1 == NULL ? NULL : memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
+
+    if (sp1 == NULL || sp1 == head || sp2 == NULL || sp2 == sp1 + 1 || eol - sp2 != 10 ||
+        memcmp(sp2 + 1, "HTTP/1.", 7) != 0 || (sp2[8] != '0' && sp2[8] != '1') || sp2[9] != '\r')
+        r.bad = 1;
+    else
+        r.close = sp2[8] == '0';
+    for (const char *p = eol + 1; p < end; p = eol + 1) {
+        eol = memchr(p, '\n', (size_t)(end - p));
+        const char *colon = memchr(p, ':', (size_t)(eol - p)), *v, *w = eol;
+        if (colon == NULL)
+            continue;           /* the empty line */
+        for (v = colon + 1; v < w && (*v == ' ' || *v == '\t'); v++)
+            ;
+        while (w > v && (w[-1] == '\r' || w[-1] == ' ' || w[-1] == '\t'))
+            w--;
+        size_t name = (size_t)(colon - p);
+        if (is_field(p, name, "content-length") && !(w - v == 1 && *v == '0'))
+            r.body = 1;
+        else if (is_field(p, name, "transfer-encoding"))
+            r.body = 1;
+        else if (is_field(p, name, "connection") && has_token(v, (size_t)(w - v), "close"))
+            r.close = 1;
+    }
+    return r;
+}
+
+/* What is left of a wait that must end at UNTIL (0: never), as a timeout
+ * for one call: ms, or 0 for none; -1 once it has passed. */
+static long long time_left(const struct client *c, long long until)
+{
+    if (until == 0)
+        return 0;
+    long long left = until - loop_now(c->io.loop);
+    return left > 0 ? left : -1;
+}
+
+/* Send ANSWER and close - gently. A close() with bytes of the client's
+ * still unread sends a reset, and a reset may destroy our answer before
+ * the client has read it. So we shut down our side, then read and drop
+ * what the client still sends until it closes too, LINGER_MS at most. */
+static int answer_and_close(struct client *c, const char *answer)
+{
+    char sink[1024];
+    long long until = loop_now(c->io.loop) + LINGER_MS, left;
+
+    if (io_write_all(&c->io, answer, strlen(answer), opt.idle_ms) < 0)
+        return errno;
+    shutdown(c->io.watch.fd, SHUT_WR);
+    while ((left = time_left(c, until)) > 0 && io_read(&c->io, sink, sizeof sink, left) > 0)
+        ;
+    return 0;
 }
 
 /*
@@ -157,31 +229,39 @@ static int is_http10(const char *head, size_t len)
  * unless told "Connection: close"; HTTP/1.0 closes them unless told
  * "keep-alive" - we close). Requests may come glued together
  * (pipelining): each is answered in order. A request with a body is not
- * for this server: 400, and close; a head longer than HTTP_HEAD_MAX: 431.
+ * for this server, nor is a malformed one: 400; a head longer than
+ * HTTP_HEAD_MAX: 431.
+ *
+ * -t bounds the whole head here, not each read as in echo(): a client
+ * that trickles a byte a second would otherwise hold its connection - and
+ * one of the -m places - for ever ("slowloris"). One deadline, and each
+ * read waits for what is left of it: asyncio.wait_for() around the whole
+ * read, not around each piece.
  */
 static int answer_http(struct client *c)
 {
     char buf[HTTP_HEAD_MAX];
-    size_t have = 0, end;
+    size_t have = 0, end, seen;
 
     for (;;) {
-        while ((end = head_end(buf, have)) == 0) {
+        long long until = opt.idle_ms > 0 ? loop_now(c->io.loop) + opt.idle_ms : 0, left;
+        for (seen = 0; (end = head_end(buf, seen, have)) == 0;) {
             if (have == sizeof buf)
-                return io_write_all(&c->io, HTTP_TOO_LONG, strlen(HTTP_TOO_LONG), opt.idle_ms) < 0
-                           ? errno : 0;
-            ssize_t n = io_read(&c->io, buf + have, sizeof buf - have, opt.idle_ms);
+                return answer_and_close(c, HTTP_TOO_LONG);
+            if ((left = time_left(c, until)) < 0)
+                return ETIMEDOUT;
+            seen = have;
+            ssize_t n = io_read(&c->io, buf + have, sizeof buf - have, left);
             if (n <= 0)
                 return n == 0 ? 0 : errno;
             have += (size_t)n;
         }
-        int body = (has_header(buf, end, "content-length:", "") &&
-                    !has_header(buf, end, "content-length:", "0\r")) ||
-                   has_header(buf, end, "transfer-encoding:", "");
-        if (body)
-            return io_write_all(&c->io, HTTP_BAD, strlen(HTTP_BAD), opt.idle_ms) < 0 ? errno : 0;
+        struct request r = parse_head(buf, end);
+        if (r.bad || r.body)
+            return answer_and_close(c, HTTP_BAD);
         if (io_write_all(&c->io, HTTP_OK, strlen(HTTP_OK), opt.idle_ms) < 0)
             return errno;
-        if (has_header(buf, end, "connection:", "close") || is_http10(buf, end))
+        if (r.close)
             return 0;
         have -= end;
         memmove(buf, buf + end, have);

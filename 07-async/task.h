@@ -21,8 +21,12 @@
 struct task;
 
 /* Stacks: DEFAULT by default, at least MIN, a guard page below each one.
- * MIN holds the server's deepest path: echo()'s 16 KiB buffer, and a few
- * KiB for the C library's calls (vsnprintf() in log_line()). */
+ * MIN holds the server's deepest path - echo()'s 16 KiB buffer, a few KiB
+ * for the C library's calls (vsnprintf() in log_line()) - and a signal
+ * frame on top: a signal that arrives while a task runs is delivered on
+ * the task's stack, and the kernel's frame for it takes 3.5 KiB on a CPU
+ * with AVX-512, some 12 KiB once a program uses AMX (getauxval(
+ * AT_MINSIGSTKSZ) says how much). */
 #define TASK_STACK_DEFAULT (64 * 1024)
 #define TASK_STACK_MIN (32 * 1024)
 

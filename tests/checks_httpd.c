@@ -3,12 +3,17 @@
  * HTTP/1.1 server for load generators such as wrk. It must answer every
  * request on a kept-alive connection, in order, even several arriving in
  * one piece (pipelining) or one arriving in pieces; close when told to
- * ("Connection: close", or an HTTP/1.0 request); and turn away what it
- * does not serve - a request with a body (400), a head longer than it
- * reads (431) - with an answer, then a close.
+ * ("Connection: close" - also as one token of several - or an HTTP/1.0
+ * request); and turn away what it does not serve - a request with a body
+ * (400; two Content-Lengths, "0" and "5", announce one), a malformed
+ * request line (400), a head longer than it reads (431) - with the answer,
+ * then a close that is a FIN, not a reset, even with the client's bytes
+ * unread. And -t bounds a whole request head: a client that trickles a
+ * byte at a time (slowloris) is cut off, not kept for ever.
  */
 #include "harness.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,19 +43,48 @@ static size_t read_answers(int fd, char *buf, size_t size, int count, int *eof)
 }
 
 /* One request on a new connection; the answer must start with STATUS and
- * the server must close after it. */
+ * the server must close after it, with a FIN: after the answer recv()
+ * says 0, not ECONNRESET (a reset may destroy an answer not yet read). */
 static void assert_answer_then_close(int port, const char *request, size_t len,
                                      const char *status, const char *what)
 {
     static char buf[4096];
-    int fd = tcp_connect(port), eof;
+    size_t n = 0;
+    ssize_t r = -1;
+    int fd = tcp_connect(port);
     send_bytes(fd, request, len);
-    size_t n = recv_until(fd, buf, sizeof buf - 1, now_ms() + ms(5000), &eof);
+    long long deadline = now_ms() + ms(5000);
+    while (n < sizeof buf - 1 && wait_for(fd, POLLIN, deadline) == 1 &&
+           (r = recv(fd, buf + n, sizeof buf - 1 - n, 0)) > 0)
+        n += (size_t)r;
     buf[n] = '\0';
     ck_assert_msg(strncmp(buf, status, strlen(status)) == 0, "%s: the answer starts '%.60s', "
                   "want '%s'", what, buf, status);
-    ck_assert_msg(eof, "%s: answered, but the connection stays open", what);
+    ck_assert_msg(r == 0, "%s: after the answer, %s", what,
+                  r < 0 ? strerror(errno) : "the connection stays open");
     close(fd);
+}
+
+/* Slowloris: with -t 1, a client that sends its head a byte every 300 ms
+ * - never idle for a second - must still be cut off once the head has
+ * taken a second, not served a byte at a time for ever. We give it 4 s. */
+static void check_slow_head(const struct stage *st)
+{
+    struct server s = start_server(st->dir, st->tcp_server, ARGS("-q", "-H", "-t", "1"), NULL);
+    int fd = tcp_connect(s.port), eof = 0;
+    char c;
+    long long start = now_ms();
+    for (size_t i = 0; i < strlen(GET) && !eof && now_ms() < start + ms(4000); i++) {
+        if (send(fd, GET + i, 1, MSG_NOSIGNAL) != 1)
+            break;
+        recv_until(fd, &c, 1, now_ms() + 300, &eof);
+    }
+    long long took = now_ms() - start;
+    ck_assert_msg(eof, "a head trickled a byte every 300 ms under -t 1: still open after %lld ms",
+                  took);
+    ck_assert_msg(took >= 900, "a trickled head was cut off after %lld ms, before -t 1", took);
+    close(fd);
+    stop_server_quietly(&s);
 }
 
 void check_httpd(const struct stage *st)
@@ -93,6 +127,19 @@ void check_httpd(const struct stage *st)
     assert_answer_then_close(s.port, old, strlen(old), OK_LINE, "an HTTP/1.0 request");
     static const char body[] = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
     assert_answer_then_close(s.port, body, strlen(body), "HTTP/1.1 400 ", "a request with a body");
+    static const char two[] = "POST / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n"
+                              "\r\nhello";
+    assert_answer_then_close(s.port, two, strlen(two), "HTTP/1.1 400 ",
+                             "Content-Length 0 and 5 (request smuggling)");
+    static const char owt[] = "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 0\r\n"
+                              "\r\nhello";
+    assert_answer_then_close(s.port, owt, strlen(owt), "HTTP/1.1 400 ",
+                             "Content-Length 5 and 0 (request smuggling)");
+    static const char junk[] = "hello there\r\n\r\n";
+    assert_answer_then_close(s.port, junk, strlen(junk), "HTTP/1.1 400 ", "a malformed request line");
+    static const char tokens[] = "GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n";
+    assert_answer_then_close(s.port, tokens, strlen(tokens), OK_LINE,
+                             "'Connection: keep-alive, close'");
     static char huge[12000];
     memset(huge, 'h', sizeof huge);
     memcpy(huge, "GET / HTTP/1.1\r\nX-Long: ", 24);
@@ -106,4 +153,5 @@ void check_httpd(const struct stage *st)
     ck_assert_msg(count_of(buf, BODY) == 1, "a new client after the bad requests: %s", buf);
     close(fd);
     stop_server_quietly(&s);
+    check_slow_head(st);
 }
