@@ -62,21 +62,29 @@ void io_close(struct io *io)
 }
 
 /*
- * A call on the socket failed. If it was EAGAIN - it would have blocked -
- * the socket is not READY after all: suspend as *WAITER until epoll says
- * it is (or the timeout passes, or the task is cancelled). Returns 1 to
- * try the call again (after EINTR too), 0 to give up, with errno set.
+ * A call on IO's socket failed. If it was EAGAIN - it would have blocked
+ * - the socket is not READY after all: suspend as *WAITER until epoll
+ * says it is (or the timeout passes, or the task is cancelled). Returns 1
+ * to try the call again (after EINTR too), 0 to give up, with errno set.
  */
-static int wait_ready(int *ready, struct task **waiter, long long timeout)
+static int wait_ready(struct io *io, int *ready, struct task **waiter, long long timeout)
 {
+    long long until = loop_now(io->loop) + timeout, left = timeout;
+
     if (errno == EINTR)
         return 1;
     if (errno != EAGAIN && errno != EWOULDBLOCK)
         return 0;
     *ready = 0;
     while (!*ready) {
+        /* Woken for nothing (a task_wake() not meant for this wait): the
+         * rest of the time, not all of it again. */
+        if (timeout > 0 && (left = until - loop_now(io->loop)) <= 0) {
+            errno = ETIMEDOUT;
+            return 0;
+        }
         *waiter = task_self();
-        int rc = task_suspend(timeout);
+        int rc = task_suspend(left);
         *waiter = NULL;
         if (rc < 0)
             return 0;
@@ -91,7 +99,7 @@ ssize_t io_read(struct io *io, void *buf, size_t len, long long timeout)
     if (task_spent() < 0)
         return -1;
     while ((n = read(io->watch.fd, buf, len)) < 0 &&
-           wait_ready(&io->readable, &io->reader, timeout))
+           wait_ready(io, &io->readable, &io->reader, timeout))
         ;
     return n;
 }
@@ -112,7 +120,7 @@ int io_write_all(struct io *io, const void *buf, size_t len, long long timeout)
         }
         /* While it waits, what it holds back is on the record (SIGUSR1). */
         io->unsent = len;
-        int again = wait_ready(&io->writable, &io->writer, timeout);
+        int again = wait_ready(io, &io->writable, &io->writer, timeout);
         io->unsent = 0;
         if (!again)
             return -1;
@@ -128,7 +136,7 @@ int io_accept(struct io *io, struct sockaddr_storage *ss, socklen_t *len, long l
     if (task_spent() < 0)
         return -1;
     while ((fd = accept(io->watch.fd, (struct sockaddr *)ss, len)) < 0 &&
-           wait_ready(&io->readable, &io->reader, timeout))
+           wait_ready(io, &io->readable, &io->reader, timeout))
         *len = size;
     return fd;
 }
@@ -141,7 +149,7 @@ ssize_t io_recvmsg(struct io *io, struct msghdr *msg, int flags, long long timeo
     if (task_spent() < 0)
         return -1;
     while ((n = recvmsg(io->watch.fd, msg, flags)) < 0 &&
-           wait_ready(&io->readable, &io->reader, timeout))
+           wait_ready(io, &io->readable, &io->reader, timeout))
         msg->msg_namelen = size;
     return n;
 }
@@ -160,7 +168,7 @@ int io_connect(struct io *io, const struct sockaddr *sa, socklen_t len, long lon
     /* The handshake goes on without us: the socket turns writable when it
      * is over, and SO_ERROR says how it went. */
     errno = EAGAIN;
-    if (!wait_ready(&io->writable, &io->writer, timeout))
+    if (!wait_ready(io, &io->writable, &io->writer, timeout))
         return -1;
     if (getsockopt(io->watch.fd, SOL_SOCKET, SO_ERROR, &err, &size) < 0)
         return -1;

@@ -136,6 +136,16 @@ static size_t head_end(const char *buf, size_t from, size_t len)
     return 0;
 }
 
+/* Is P[0, LEN) a field name: one or more characters, none of them a
+ * space, a tab or a control character? */
+static int is_token(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f)
+            return 0;
+    return len > 0;
+}
+
 /* Is the field named P[0, LEN) NAME (any case)? */
 static int is_field(const char *p, size_t len, const char *name)
 {
@@ -161,9 +171,11 @@ static int has_token(const char *v, size_t len, const char *token)
 }
 
 /* Read the head HEAD[0, LEN), which ends with its empty line. Its first
- * line must be "METHOD TARGET HTTP/1.0" or "HTTP/1.1"; a body is announced
+ * line must be "METHOD TARGET HTTP/1.0" or "HTTP/1.1", every other line a
+ * field, "NAME: value" with no space before the colon; a body is announced
  * by any Content-Length but 0 - two of them, "0" and "5", announce one:
- * the request smuggler's trick - or by Transfer-Encoding. */
+ * the request smuggler's trick - or by Transfer-Encoding. Anything we
+ * might read differently from a proxy in front of us is a 400. */
 static struct request parse_head(const char *head, size_t len)
 {
     struct request r = {0};
@@ -179,8 +191,12 @@ static struct request parse_head(const char *head, size_t len)
     for (const char *p = eol + 1; p < end; p = eol + 1) {
         eol = memchr(p, '\n', (size_t)(end - p));
         const char *colon = memchr(p, ':', (size_t)(eol - p)), *v, *w = eol;
-        if (colon == NULL)
+        if (eol - p <= 1)
             continue;           /* the empty line */
+        if (colon == NULL || !is_token(p, (size_t)(colon - p))) {
+            r.bad = 1;          /* "Content-Length : 5" is no field of ours: */
+            continue;           /* ignored, its body would be a request */
+        }
         for (v = colon + 1; v < w && (*v == ' ' || *v == '\t'); v++)
             ;
         while (w > v && (w[-1] == '\r' || w[-1] == ' ' || w[-1] == '\t'))
@@ -215,12 +231,14 @@ static int answer_and_close(struct client *c, const char *answer)
     char sink[1024];
     long long until = loop_now(c->io.loop) + LINGER_MS, left;
 
+    ssize_t n = 1;
+
     if (io_write_all(&c->io, answer, strlen(answer), opt.idle_ms) < 0)
         return errno;
     shutdown(c->io.watch.fd, SHUT_WR);
-    while ((left = time_left(c, until)) > 0 && io_read(&c->io, sink, sizeof sink, left) > 0)
+    while ((left = time_left(c, until)) > 0 && (n = io_read(&c->io, sink, sizeof sink, left)) > 0)
         ;
-    return 0;
+    return n < 0 && errno == ECANCELED ? ECANCELED : 0;
 }
 
 /*
@@ -259,10 +277,10 @@ static int answer_http(struct client *c)
         struct request r = parse_head(buf, end);
         if (r.bad || r.body)
             return answer_and_close(c, HTTP_BAD);
+        if (r.close)
+            return answer_and_close(c, HTTP_OK);
         if (io_write_all(&c->io, HTTP_OK, strlen(HTTP_OK), opt.idle_ms) < 0)
             return errno;
-        if (r.close)
-            return 0;
         have -= end;
         memmove(buf, buf + end, have);
     }

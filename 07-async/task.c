@@ -102,7 +102,7 @@ struct context {
 };
 
 void switch_stacks(void **from, void *to);
-__asm__(".text\n"
+__asm__(".pushsection .text\n"
         ".globl switch_stacks\n"
         ".hidden switch_stacks\n"
         ".type switch_stacks, @function\n"
@@ -122,7 +122,8 @@ __asm__(".text\n"
         "    popq %rbx\n"
         "    popq %rbp\n"
         "    ret\n"
-        ".size switch_stacks, .-switch_stacks\n");
+        ".size switch_stacks, .-switch_stacks\n"
+        ".popsection\n");
 
 /* A new stack, made to look as if ENTRY's caller had called
  * switch_stacks() on it: six registers to pop (zeros), then the address
@@ -320,7 +321,7 @@ struct task *task_spawn(void (*fn)(void *arg), void *arg)
     t->budget = TASK_BUDGET;
     t->resume.run = resume;
     t->timer.fire = wake_timed_out;
-    t->stack_id = VALGRIND_STACK_REGISTER(stack_low(t), (char *)t);
+    t->stack_id = VALGRIND_STACK_REGISTER(stack_low(t), (char *)t - 1);
     context_make(&t->ctx, stack_low(t), stack_size(t), task_main);
     t->next = sched.first;
     if (sched.first != NULL)

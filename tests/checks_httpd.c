@@ -5,8 +5,8 @@
  * one piece (pipelining) or one arriving in pieces; close when told to
  * ("Connection: close" - also as one token of several - or an HTTP/1.0
  * request); and turn away what it does not serve - a request with a body
- * (400; two Content-Lengths, "0" and "5", announce one), a malformed
- * request line (400), a head longer than it reads (431) - with the answer,
+ * (400; two Content-Lengths, "0" and "5", announce one, and so does
+ * "Content-Length : 5"), a malformed request line (400), a head longer than it reads (431) - with the answer,
  * then a close that is a FIN, not a reset, even with the client's bytes
  * unread. And -t bounds a whole request head: a client that trickles a
  * byte at a time (slowloris) is cut off, not kept for ever.
@@ -135,6 +135,9 @@ void check_httpd(const struct stage *st)
                               "\r\nhello";
     assert_answer_then_close(s.port, owt, strlen(owt), "HTTP/1.1 400 ",
                              "Content-Length 5 and 0 (request smuggling)");
+    static const char spaced[] = "POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello";
+    assert_answer_then_close(s.port, spaced, strlen(spaced), "HTTP/1.1 400 ",
+                             "'Content-Length : 5' (a space before the colon)");
     static const char junk[] = "hello there\r\n\r\n";
     assert_answer_then_close(s.port, junk, strlen(junk), "HTTP/1.1 400 ", "a malformed request line");
     static const char tokens[] = "GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n";
