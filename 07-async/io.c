@@ -67,29 +67,30 @@ void io_close(struct io *io)
  * says it is (or the timeout passes, or the task is cancelled). Returns 1
  * to try the call again (after EINTR too), 0 to give up, with errno set.
  */
-static int wait_ready(struct io *io, int *ready, struct task **waiter, long long timeout)
+static inline int wait_ready(struct io *io, int *ready, struct task **waiter,
+                             long long timeout)
 {
-    long long until = loop_now(io->loop) + timeout, left = timeout;
-
     if (errno == EINTR)
         return 1;
     if (errno != EAGAIN && errno != EWOULDBLOCK)
         return 0;
+    long long until = timeout > 0 ? loop_now(io->loop) + timeout : 0, left = timeout;
     *ready = 0;
-    while (!*ready) {
-        /* Woken for nothing (a task_wake() not meant for this wait): the
-         * rest of the time, not all of it again. */
-        if (timeout > 0 && (left = until - loop_now(io->loop)) <= 0) {
-            errno = ETIMEDOUT;
-            return 0;
-        }
+    for (;;) {
         *waiter = task_self();
         int rc = task_suspend(left);
         *waiter = NULL;
         if (rc < 0)
             return 0;
+        if (*ready)
+            return 1;
+        /* Woken for nothing (a task_wake() not meant for this wait): the
+         * rest of the time, not all of it again. */
+        if (until != 0 && (left = until - loop_now(io->loop)) <= 0) {
+            errno = ETIMEDOUT;
+            return 0;
+        }
     }
-    return 1;
 }
 
 ssize_t io_read(struct io *io, void *buf, size_t len, long long timeout)

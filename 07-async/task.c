@@ -15,12 +15,12 @@
  * wakes a task (its socket is ready, its timer fired, it was cancelled)
  * queues the task's resume() for the loop's next turn.
  *
- * Each stack is a mapping of its own, with a guard page below it that may
- * not be touched: a task that overflows its stack dies of a segmentation
- * fault at once, where it would otherwise write over whatever lay below.
- * The struct task sits at the top of the same mapping: one allocation per
- * task. Memory is committed only as pages are touched, so a 64 KiB stack
- * of which a task uses 6 KiB costs 8 KiB (two pages), not 64.
+ * Each stack is a mapping of its own, with a guard below it that may not
+ * be touched (GUARD_SIZE): a task that overflows its stack dies of a
+ * segmentation fault at once, where it would otherwise write over
+ * whatever lay below. The struct task sits at the top of the same
+ * mapping: one allocation per task. Memory is committed only as pages are
+ * touched: an idle echo task touches two pages of its 64 KiB stack.
  */
 #define _DEFAULT_SOURCE         /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include "task.h"
@@ -57,6 +57,17 @@
 #define ASAN_START(save, low, size) ((void)(save), (void)(low), (void)(size))
 #define ASAN_FINISH(save, low, size) ((void)(save), (void)(low), (void)(size))
 #endif
+
+/* The guard below each stack: never touched, so it costs address space,
+ * not memory. One page would catch a stack that grows into it a little at
+ * a time - but a function whose frame is bigger than a page (echo()'s
+ * 16 KiB buffer) moves the stack pointer past it in one step, and its
+ * first write would land below the guard, in the next task's memory. So
+ * the guard is bigger than any frame in the program. (The other cure,
+ * gcc's -fstack-clash-protection, makes such a function touch every page
+ * of its frame: a 16 KiB buffer the echo never fills would cost 16 KiB of
+ * memory per connection instead of 4.) */
+#define GUARD_SIZE (64 * 1024)
 
 /* Spare stacks kept for the next tasks at most: a server whose clients
  * come and go maps and unmaps no stack while fewer than this come and go
@@ -156,7 +167,7 @@ struct task {
     struct timer timer;         /* its timeout, or its sleep */
     void (*fn)(void *arg);
     void *arg;
-    char *map;                  /* the mapping: guard page, stack, this struct */
+    char *map;                  /* the mapping: guard, stack, this struct */
     unsigned stack_id;          /* valgrind's name for the stack */
     void *asan_fake_stack;
     int suspended;              /* in task_suspend() */
@@ -187,8 +198,8 @@ void tasks_init(struct loop *l, size_t stack_size)
     sched.page = (size_t)sysconf(_SC_PAGESIZE);
     if (stack_size < TASK_STACK_MIN)
         stack_size = TASK_STACK_MIN;
-    /* Guard page + stack + the struct task, in whole pages. */
-    size_t size = sched.page + stack_size + sizeof(struct task);
+    /* Guard + stack + the struct task, in whole pages. */
+    size_t size = GUARD_SIZE + stack_size + sizeof(struct task);
     sched.map_size = (size + sched.page - 1) / sched.page * sched.page;
 }
 
@@ -202,10 +213,10 @@ size_t tasks_alive(void)
     return sched.alive;
 }
 
-/* The usable stack of T's mapping: above the guard page, below T. */
+/* The usable stack of T's mapping: above the guard, below T. */
 static char *stack_low(const struct task *t)
 {
-    return t->map + sched.page;
+    return t->map + GUARD_SIZE;
 }
 
 static size_t stack_size(const struct task *t)
@@ -213,8 +224,8 @@ static size_t stack_size(const struct task *t)
     return (size_t)((const char *)t - stack_low(t));
 }
 
-/* A mapping for a new task: a spare one, or a new one whose lowest page
- * is the guard. Returns the struct task at its top, or NULL (errno). */
+/* A mapping for a new task: a spare one, or a new one whose lowest
+ * GUARD_SIZE bytes are the guard. Returns the struct task at its top, or NULL (errno). */
 static struct task *new_mapping(void)
 {
     if (sched.spare != NULL) {
@@ -229,7 +240,7 @@ static struct task *new_mapping(void)
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED)
         return NULL;
-    if (mprotect(map, sched.page, PROT_NONE) < 0) {
+    if (mprotect(map, GUARD_SIZE, PROT_NONE) < 0) {
         int err = errno;
         munmap(map, sched.map_size);
         errno = err;
@@ -365,7 +376,7 @@ int task_suspend(long long timeout)
     t->wake_error = 0;
     switch_to_loop(t);
     t->suspended = 0;
-    t->budget = TASK_BUDGET;
+    t->budget = t->cancelled ? 0 : TASK_BUDGET;     /* see task_spent() */
     timer_stop(sched.loop, &t->timer);
     /* Cancelled while a wake-up was queued already: cancelled all the same. */
     if (t->cancelled)
@@ -391,6 +402,7 @@ void task_cancel(struct task *t)
     if (t->cancelled)
         return;
     t->cancelled = 1;
+    t->budget = 0;              /* its next task_spent() looks */
     if (t->suspended && !t->resume.queued) {
         t->wake_error = ECANCELED;
         loop_soon(sched.loop, &t->resume);
@@ -431,15 +443,17 @@ int task_sleep(long long ms)
     return 0;
 }
 
+/* Called before every I/O call, so kept to a decrement and a test: a
+ * cancelled task's budget is 0, so the test sends it the slow way too. */
 int task_spent(void)
 {
     struct task *t = sched.current;
 
+    if (--t->budget > 0)
+        return 0;
     if (t->cancelled) {
         errno = ECANCELED;
         return -1;
     }
-    if (--t->budget > 0)
-        return 0;
     return task_yield();
 }

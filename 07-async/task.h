@@ -20,7 +20,7 @@
 
 struct task;
 
-/* Stacks: DEFAULT by default, at least MIN, a guard page below each one.
+/* Stacks: DEFAULT by default, at least MIN, a guard below each one.
  * MIN holds the server's deepest path - echo()'s 16 KiB buffer, a few KiB
  * for the C library's calls (vsnprintf() in log_line()) - and a signal
  * frame on top: a signal that arrives while a task runs is delivered on
