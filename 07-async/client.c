@@ -80,7 +80,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -973,20 +972,6 @@ static struct addrinfo *resolve(const struct job *job)
     return res;
 }
 
-/* A connection is a descriptor: -c 10000 needs more than the usual soft
- * limit of 1,024. Take what the hard limit allows; should that be too
- * little, the connections past it say "socket: Too many open files". */
-static void raise_descriptor_limit(void)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == rl.rlim_max)
-        return;
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-        fprintf(stderr, "%s: setrlimit RLIMIT_NOFILE: %s (going on)\n", PROG, strerror(errno));
-}
-
 /* Whole milliseconds, rounded up, as net.c's messages count them. */
 static long long to_ms(const struct timeval *tv)
 {
@@ -1040,7 +1025,11 @@ int main(int argc, char **argv)
         (conns > 1 && job.total < 0 && job.messages < 0))
         usage();
 
-    raise_descriptor_limit();
+    /* A connection is a descriptor: -c 10000 needs more than the usual
+     * soft limit of 1,024. net.c's raise_fd_limit() takes what the hard
+     * limit allows (and keeps a spare descriptor we do not need); past
+     * it, the connections say "socket: Too many open files". */
+    raise_fd_limit(PROG);
     if ((job.addrs = resolve(&job)) == NULL)
         return 1;
     if ((job.loop = loop_new()) == NULL) {
