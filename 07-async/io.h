@@ -34,7 +34,8 @@ struct io {
  * then FD is left open, for the caller to close. */
 int io_open(struct loop *l, struct io *io, int fd);
 
-/* Stop watching the socket, and close it. */
+/* Stop watching the socket, and close it. No task may be waiting on it:
+ * in this program the task that closes a socket is the only one using it. */
 void io_close(struct io *io);
 
 /* read(): on a socket, recv() without flags; on a pipe or a terminal too. */
