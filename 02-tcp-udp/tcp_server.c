@@ -167,6 +167,7 @@ int main(int argc, char **argv)
     announce_listening(PROG, listen_fd);
 
     unsigned long served = 0;
+    int rc = 0;
     while (!stop_requested()) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
@@ -179,8 +180,8 @@ int main(int argc, char **argv)
             if (stop_requested() || can_retry_accept(PROG, errno))
                 continue;
             log_line("%s: accept: %s\n", PROG, strerror(errno));
-            close(listen_fd);
-            return 1;
+            rc = 1;
+            break;
         }
         watch_client(fd);
         if (!stop_requested()) {
@@ -195,7 +196,6 @@ int main(int argc, char **argv)
     }
     watch_listener(-1);
     close(listen_fd);
-    if (log_lines_dropped() > 0)
-        log_line("%s: %llu log lines dropped (stderr was full)\n", PROG, log_lines_dropped());
-    return 0;
+    end_program(PROG);
+    return rc;
 }

@@ -176,7 +176,6 @@ int main(int argc, char **argv)
     log_line("%s: %llu datagrams echoed, %llu too large dropped, %llu from ourselves "
              "dropped, %llu failed\n", PROG, count.echoed, count.truncated, count.looped,
              count.failed);
-    if (log_lines_dropped() > 0)
-        log_line("%s: %llu log lines dropped (stderr was full)\n", PROG, log_lines_dropped());
+    end_program(PROG);
     return 0;
 }

@@ -101,6 +101,11 @@ int send_all(int fd, const void *buf, size_t len);
  * once: a full pipe or a stopped terminal never stops service. A line
  * that cannot be written is dropped and counted. */
 void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-unsigned long long log_lines_dropped(void);
+
+/* The last call of a server, every other thread gone: say how many log
+ * lines were dropped, if any, and close the descriptors init_program()
+ * and raise_fd_limit() opened - a server that stops closes everything it
+ * opened (valgrind --track-fds=yes checks that). */
+void end_program(const char *prog);
 
 #endif

@@ -541,7 +541,6 @@ int main(int argc, char **argv)
     pthread_attr_destroy(&attr);
     close(listen_fd);
     report();
-    if (log_lines_dropped() > 0)
-        log_line("%s: %llu log lines dropped (stderr was full)\n", PROG, log_lines_dropped());
+    end_program(PROG);
     return rc;
 }

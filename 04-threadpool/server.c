@@ -461,7 +461,6 @@ int main(int argc, char **argv)
     queue_free(waiting);
     free(pool.workers);
     close(listen_fd);
-    if (log_lines_dropped() > 0)
-        log_line("%s: %llu log lines dropped (stderr was full)\n", PROG, log_lines_dropped());
+    end_program(PROG);
     return rc;
 }

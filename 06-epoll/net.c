@@ -375,10 +375,14 @@ void log_line(const char *fmt, ...)
     funlockfile(stderr);
 }
 
-unsigned long long log_lines_dropped(void)
+void end_program(const char *prog)
 {
-    flockfile(stderr);
-    unsigned long long n = dropped_lines;
-    funlockfile(stderr);
-    return n;
+    if (dropped_lines > 0)
+        log_line("%s: %llu log lines dropped (stderr was full)\n", prog, dropped_lines);
+    if (log_fd != STDERR_FILENO)
+        close(log_fd);
+    log_fd = STDERR_FILENO;
+    if (spare_fd >= 0)
+        close(spare_fd);
+    spare_fd = -1;
 }

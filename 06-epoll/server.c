@@ -790,7 +790,6 @@ int main(int argc, char **argv)
     close(loop.listen_fd);
     close_signal_pipe();
     close(loop.epfd);
-    if (log_lines_dropped() > 0)
-        log_line("%s: %llu log lines dropped (stderr was full)\n", PROG, log_lines_dropped());
+    end_program(PROG);
     return rc;
 }

@@ -316,8 +316,6 @@ int serve(const struct service *svc)
     close_signal_pipe();
     tasks_finish();
     loop_free(srv.loop);
-    if (log_lines_dropped() > 0)
-        log_line("%s: %llu log lines dropped (stderr was full)\n", svc->prog,
-                 log_lines_dropped());
+    end_program(svc->prog);
     return srv.failed;
 }
