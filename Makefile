@@ -4,14 +4,22 @@
 #
 #   make              build every chapter and the test tools
 #   make test         every check against every stage, then the short-I/O,
-#                     valgrind and ThreadSanitizer passes; the lessons' code quotes must
-#                     match the code, carried-over files their originals,
-#                     and each chapter's BROKEN= mistake must be caught
+#                     valgrind, AddressSanitizer + UBSan (every chapter
+#                     built again in build/asan) and ThreadSanitizer
+#                     passes and 10 s of each fuzz target; the lessons'
+#                     code quotes must match the code, carried-over files
+#                     their originals, the top README's reliability table
+#                     this run's report card, and each chapter's BROKEN=
+#                     mistake must be caught
+#   make fuzz         http_get's parsers (the URL, the response) under
+#                     libFuzzer with clang: the corpus in tests/corpus/
+#                     replayed, then 60 s of fuzzing each (FUZZ_SECONDS=N)
 #   make bench        every stage and the reference servers measured under
 #                     the same load (QUICK=1: a smoke run of about 40 s)
 #   make diff CH=02   what chapter 02 changed in the code of chapter 01
 #   make clean
 CHAPTERS = $(sort $(wildcard [0-9][0-9]-*))
+FUZZ_SECONDS = 60
 
 all: $(CHAPTERS) tools
 
@@ -27,13 +35,20 @@ test: $(CHAPTERS) tools
 	tests/docs.sh
 	@for ch in $(CHAPTERS); do $(MAKE) -s -C $$ch carried || exit 1; done
 	@echo "carried: every chapter's carried-over files match the chapter before"
+	tests/asan.sh
 	$(MAKE) -C tests test
+	tests/reliability.sh build/reliability.md
 	tests/tsan.sh
+	tests/fuzz.sh 10
 	tests/broken.sh
 
 bench: $(CHAPTERS) tools
 	@tests/deps.sh bench
 	tests/bench.sh $(if $(QUICK),--quick)
+
+# Needs nothing built: tests/fuzz.sh builds its targets with clang.
+fuzz:
+	tests/fuzz.sh $(FUZZ_SECONDS)
 
 diff:
 	@ch=$$(ls -d $(CH)-* 2>/dev/null | head -n 1); \
@@ -47,4 +62,4 @@ clean:
 	for d in $(CHAPTERS) tests; do $(MAKE) -C $$d clean; done
 	rm -rf build
 
-.PHONY: all tools test bench diff clean $(CHAPTERS)
+.PHONY: all tools test bench fuzz diff clean $(CHAPTERS)

@@ -27,36 +27,11 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* A crowd of clients needs a descriptor each, like the server: take the
- * hard limit (the soft one is often 1024). The test runs in a process of
- * its own, so this ends with it. */
-static void raise_fd_limit(int need)
-{
-    struct rlimit rl;
-    ck_assert(getrlimit(RLIMIT_NOFILE, &rl) == 0);
-    rl.rlim_cur = rl.rlim_max;
-    ck_assert_msg(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s", strerror(errno));
-    ck_assert_msg(rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)need,
-                  "this check needs %d descriptors; the hard limit is %llu", need,
-                  (unsigned long long)rl.rlim_cur);
-}
-
 static void sleep_ms(int n)
 {
     nanosleep(&(struct timespec){.tv_sec = n / 1000, .tv_nsec = n % 1000 * 1000000L}, NULL);
 }
 
-/* A non-blocking socket with its connect() to 127.0.0.1:PORT under way. */
-static int start_connect(int port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
-    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0 || errno == EINPROGRESS,
-                  "connect to port %d: %s", port, strerror(errno));
-    return fd;
-}
 
 /* The CPU time PID has used so far, user and system, in seconds (from
  * /proc/PID/stat, in clock ticks: 10 ms steps). */

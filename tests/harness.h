@@ -25,21 +25,25 @@
 
 /* The passes: every check once as is, then the ones marked for it again
  * with every program under the short-I/O shim (shortio.c), then under
- * valgrind. */
-enum pass { PLAIN, SHORT_IO, VALGRIND, NPASSES };
+ * valgrind, then (with -A) built with AddressSanitizer and UBSan. */
+enum pass { PLAIN, SHORT_IO, VALGRIND, ASAN, NPASSES };
 
 /* Set by main() before any test forks, read-only after. */
 struct config {
     const char *root;               /* where the chapter directories are */
+    const char *asan_root;          /* -A: the same, built with the sanitizers */
     enum pass pass;                 /* the pass now running */
     char shortio[4096], faults[4096];   /* absolute paths of the shims */
+    char reports[4096];             /* the ASAN pass: a directory per test
+                                       case for its programs' reports */
 };
 extern struct config cfg;
 
 /* ---- proc.c: time and processes ------------------------------------ */
 
 /* A base timeout in ms, stretched for the slow passes: valgrind runs
- * programs many times slower, the short-I/O shim makes many more calls. */
+ * programs many times slower, the short-I/O shim makes many more calls,
+ * AddressSanitizer's builds run about twice as slow. */
 int ms(int base);
 long long now_ms(void);
 /* poll() one fd for EVENTS until DEADLINE (a now_ms() value): 1 ready, 0 not. */
@@ -63,6 +67,8 @@ struct spawn_opts {
     int err_unread;         /* ERR_PIPE or ERR_TERMINAL that nobody reads */
     unsigned closed_fds;    /* standard descriptors to start closed: 1<<fd */
     const char *fault;      /* run under faults.so with FAULT=this */
+    int track_fds;          /* in the valgrind pass: --track-fds=yes, and
+                               valgrind lists on stderr what is open at exit */
 };
 
 struct proc {
@@ -86,6 +92,21 @@ struct proc spawn(const char *dir, const char *prog, const char *const *args,
  * its exit code, or -1 if it hung or died of a signal. */
 int finish(struct proc *p, int timeout);
 void release(struct proc *p);
+
+/* The ASAN pass. The programs are built to stop at the first error
+ * (UBSan's too) or leak with this exit code, the report in a file. */
+#define SANITIZER_EXIT 66
+/* In the test case's own process, before its first program: a fresh
+ * directory for the reports of its programs, named after ID. */
+void reports_open(int id);
+/* Fail the test case if any of its programs left a report. */
+void reports_assert_none(void);
+/* In the harness's own process, once test case ID has failed with
+ * message MSG: print its programs' reports that MSG does not show (a
+ * check may fail on what a program's crash did, such as a server that
+ * stopped answering, before it sees the exit). */
+void reports_show(int id, const char *msg);
+
 /* A figure from /proc/PID/status given in kB there, such as "VmRSS" or
  * "VmSize" (how much address space PID has mapped), in bytes. */
 long long status_bytes(pid_t pid, const char *key);
@@ -126,6 +147,11 @@ int udp_socket(int port);
 int bound_socket(int type, int *port);
 /* A port nothing listens on. */
 int closed_port(void);
+/* A non-blocking TCP socket with its connect() to 127.0.0.1:PORT under way. */
+int start_connect(int port);
+/* Take the hard limit of descriptors (asserting it is at least NEED): a
+ * crowd of clients needs one each. */
+void raise_fd_limit(int need);
 void send_bytes(int fd, const void *buf, size_t len);
 /* Receive up to LEN bytes before DEADLINE; stops early at EOF (*EOF set). */
 size_t recv_until(int fd, char *buf, size_t len, long long deadline, int *eof);
@@ -193,6 +219,8 @@ check_fn check_thousand, check_backpressure, check_flood, check_idles, check_c10
 check_fn check_httpd;
 /* checks_redial.c: client -k heartbeats and -R reconnection, chapter 07's */
 check_fn check_redial;
+/* checks_storms.c: storms and hostile peers, at scale */
+check_fn check_resets, check_idlers, limit_idlers, check_burst, check_termall, check_badsrv;
 /* checks_clients.c: the clients against bad servers */
 check_fn check_clients, check_client_timeouts, check_client_output;
 /* checks_tools.c: the harness's own tools (no stage: ST is NULL) */

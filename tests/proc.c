@@ -1,10 +1,12 @@
 /*
  * proc.c - starting the programs under test, waiting for them, stopping
- * servers. Every wait here is on a readiness signal (a pidfd, the
- * "listening on" line) bounded by a deadline, never on a sleep.
+ * servers; in the ASAN pass, the sanitizers' reports they leave. Every
+ * wait here is on a readiness signal (a pidfd, the "listening on" line)
+ * bounded by a deadline, never on a sleep.
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -14,13 +16,15 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 int ms(int base)
 {
-    return cfg.pass == VALGRIND ? base * 10 : cfg.pass == SHORT_IO ? base * 3 : base;
+    return cfg.pass == VALGRIND ? base * 10
+         : cfg.pass == SHORT_IO || cfg.pass == ASAN ? base * 3 : base;
 }
 
 long long now_ms(void)
@@ -67,11 +71,129 @@ char *slurp(int fd)
     return buf;
 }
 
+/* ---- the ASAN pass: sanitizer reports ---------------------------------- */
+
+/* This test case's directory of reports (set in its own process). */
+static char report_dir[sizeof cfg.reports + 16];
+
+void reports_open(int id)
+{
+    snprintf(report_dir, sizeof report_dir, "%s/%d", cfg.reports, id);
+    ck_assert_msg(mkdir(report_dir, 0700) == 0 || errno == EEXIST, "mkdir %s: %s", report_dir,
+                  strerror(errno));
+}
+
+/* In the child: each report to a file of its own, report.PID, and exit
+ * SANITIZER_EXIT after it - which no program of the course uses, and a
+ * check expecting exit 1 cannot mistake for its own. Leaks count: a
+ * program frees all it allocated by the time it exits, SIGTERM or not.
+ * A use of a function's locals after it returned counts too (chapter
+ * 07's stack switches tell AddressSanitizer where each task's are). */
+static void sanitizer_env(void)
+{
+    char opts[sizeof report_dir + 128];
+    snprintf(opts, sizeof opts,
+             "log_path=%s/report exitcode=%d detect_leaks=1 detect_stack_use_after_return=1",
+             report_dir, SANITIZER_EXIT);
+    setenv("ASAN_OPTIONS", opts, 1);
+    snprintf(opts, sizeof opts, "log_path=%s/report exitcode=%d halt_on_error=1 print_stacktrace=1",
+             report_dir, SANITIZER_EXIT);
+    setenv("UBSAN_OPTIONS", opts, 1);
+}
+
+/* The report in FD from the line that says what went wrong (stderr may
+ * have other lines before it), at most 25 lines; caller frees. */
+static char *report_head(int fd)
+{
+    enum { LINES = 25, CHARS = 3000 };
+    char *text = slurp(fd), *start = text, *end;
+    char *at = strstr(text, "runtime error:");     /* UBSan */
+    if (at == NULL)
+        at = strstr(text, "ERROR: ");               /* AddressSanitizer, LeakSanitizer */
+    if (at != NULL) {
+        while (at > text && at[-1] != '\n')
+            at--;
+        start = at;
+    }
+    end = start;
+    for (int n = 0; n < LINES && end != NULL && *end != '\0'; n++)
+        if ((end = strchr(end, '\n')) != NULL)
+            end++;
+    if (end != NULL)
+        *end = '\0';
+    /* The shadow memory's bytes say more to AddressSanitizer than to us. */
+    if ((end = strstr(start, "Shadow bytes around")) != NULL)
+        *end = '\0';
+    if (strlen(start) > CHARS)
+        start[CHARS] = '\0';
+    memmove(text, start, strlen(start) + 1);
+    return text;
+}
+
+/* P exited SANITIZER_EXIT: fail the test with its report. Where UBSan
+ * cannot have its file (a build other than tests/asan.sh's), its report
+ * is on stderr. */
+static void sanitizer_failed(const struct proc *p)
+{
+    char path[sizeof report_dir + 32];
+    snprintf(path, sizeof path, "%s/report.%d", report_dir, (int)p->pid);
+    int fd = open(path, O_RDONLY);
+    ck_abort_msg("process %d exited %d: a sanitizer report (%s):\n%s", (int)p->pid,
+                 SANITIZER_EXIT, fd >= 0 ? path : "its stderr", report_head(fd >= 0 ? fd : p->err));
+}
+
+/* Open the report in directory DIR named NAME (not . or ..): its path in
+ * PATH, a descriptor or -1. No ck_assert(): the harness's process calls
+ * it too (reports_show()). */
+static int open_report(const char *dir, const char *name, char *path, size_t len)
+{
+    if (name[0] == '.')
+        return -1;
+    snprintf(path, len, "%s/%s", dir, name);
+    return open(path, O_RDONLY);
+}
+
+void reports_show(int id, const char *msg)
+{
+    char dir[sizeof report_dir], path[sizeof report_dir + 300];
+    snprintf(dir, sizeof dir, "%s/%d", cfg.reports, id);
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
+        int fd = open_report(dir, e->d_name, path, sizeof path);
+        if (fd < 0 || (msg != NULL && strstr(msg, path) != NULL)) {
+            if (fd >= 0)
+                close(fd);
+            continue;
+        }
+        char *head = report_head(fd);
+        printf("    %s:\n", path);
+        for (char *line = strtok(head, "\n"); line != NULL; line = strtok(NULL, "\n"))
+            printf("    %s\n", line);
+        free(head);
+        close(fd);
+    }
+    if (d != NULL)
+        closedir(d);
+}
+
+void reports_assert_none(void)
+{
+    DIR *d = opendir(report_dir);
+    ck_assert_msg(d != NULL, "%s: %s", report_dir, strerror(errno));
+    char path[sizeof report_dir + 300];
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        int fd = open_report(report_dir, e->d_name, path, sizeof path);
+        if (fd >= 0)
+            ck_abort_msg("a sanitizer report (%s):\n%s", path, report_head(fd));
+    }
+    closedir(d);
+}
+
 /* The command line: valgrind in front in that pass, then the program,
  * then the options its stage gives it (OPTS: words split by spaces, in
  * WORDS, which must outlive ARGV), then ARGS. */
 static void build_argv(const char *path, char *opts, const char *const *args,
-                       const char **argv)
+                       const struct spawn_opts *o, const char **argv)
 {
     int n = 0;
     if (cfg.pass == VALGRIND) {
@@ -80,6 +202,8 @@ static void build_argv(const char *path, char *opts, const char *const *args,
                                          "--error-exitcode=99"};
         for (size_t i = 0; i < sizeof vg / sizeof vg[0]; i++)
             argv[n++] = vg[i];
+        if (o->track_fds)
+            argv[n++] = "--track-fds=yes";
     }
     argv[n++] = path;
     for (char *save, *w = strtok_r(opts, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
@@ -100,6 +224,8 @@ static void child_setup(const struct spawn_opts *o, int in, int out, int err)
     signal(SIGPIPE, SIG_DFL);
     if (cfg.pass == SHORT_IO)
         setenv("LD_PRELOAD", cfg.shortio, 1);
+    if (cfg.pass == ASAN)
+        sanitizer_env();
     if (o->fault != NULL) {
         setenv("LD_PRELOAD", cfg.faults, 1);
         setenv("FAULT", o->fault, 1);
@@ -140,9 +266,11 @@ struct proc spawn(const char *dir, const char *prog, const char *const *args,
     size_t name_len = strcspn(prog, " ");
     if (prog[name_len] == ' ')
         snprintf(opts, sizeof opts, "%s", prog + name_len + 1);
-    snprintf(path, sizeof path, "%s/%s/%.*s", cfg.root, dir, (int)name_len, prog);
+    /* The ASAN pass runs the stages' sanitized builds; our tools stay. */
+    const char *root = cfg.pass == ASAN && strcmp(dir, "tests") != 0 ? cfg.asan_root : cfg.root;
+    snprintf(path, sizeof path, "%s/%s/%.*s", root, dir, (int)name_len, prog);
     ck_assert_msg(access(path, X_OK) == 0, "%s is not built (run make)", path);
-    build_argv(path, opts, args, argv);
+    build_argv(path, opts, args, o, argv);
     ck_assert(pipe(inp) == 0);
     if (o->out == OUT_PIPE || o->out == OUT_NO_READER)
         ck_assert(pipe(outp) == 0);
@@ -192,6 +320,8 @@ int finish(struct proc *p, int timeout)
     while (waitpid(p->pid, &p->status, 0) < 0 && errno == EINTR)
         ;
     close(p->pidfd);
+    if (cfg.pass == ASAN && WIFEXITED(p->status) && WEXITSTATUS(p->status) == SANITIZER_EXIT)
+        sanitizer_failed(p);
     return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
 }
 

@@ -41,6 +41,11 @@ enum property {
     P_REDIAL       = 1 << 14, /* client -k SECONDS: heartbeats on a quiet
                                  connection, a dead one detected; client -R:
                                  reconnects when the server comes back */
+    P_IDLERS       = 1 << 15, /* a thousand peers that never send and a
+                                 hundred that trickle a byte a second delay
+                                 no newcomer: echoed within 100 ms */
+    P_CLIENT_CONNS = 1 << 16, /* client -c N: N connections at once, one
+                                 failing does not fail the others */
 };
 
 struct stage {
@@ -71,27 +76,29 @@ static const struct stage stages[] = {
     {.dir = "03-threads", .tcp_server = "server", .udp_server = "server",
      .tcp_client = "client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
-              P_COUNTERS | P_FORK, .bench = 10000, .threads = 1},
+              P_COUNTERS | P_FORK | P_IDLERS | P_CLIENT_CONNS, .bench = 10000, .threads = 1},
     {.dir = "04-threadpool", .tcp_server = "server", .udp_server = "server",
      .tcp_client = "client", .udp_client = "udp_client",
-     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_POOL | P_COUNTERS,
+     .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_POOL | P_COUNTERS |
+              P_CLIENT_CONNS,
      .bench = 1000, .threads = 1},
     {.dir = "05-select", .tcp_server = "server", .udp_server = "server",
      .tcp_client = "client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
-              P_COUNTERS | P_BACKPRESSURE, .bench = 1000},
+              P_COUNTERS | P_BACKPRESSURE | P_IDLERS | P_CLIENT_CONNS, .bench = 1000},
     {.dir = "06-epoll", .tcp_server = "server", .udp_server = "server",
      .tcp_client = "client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
-              P_COUNTERS | P_BACKPRESSURE | P_C10K, .bench = 50000, .bench_opts = "-m 100000"},
+              P_COUNTERS | P_BACKPRESSURE | P_C10K | P_IDLERS | P_CLIENT_CONNS, .bench = 50000, .bench_opts = "-m 100000"},
     {.name = "06-epoll-et", .dir = "06-epoll", .tcp_server = "server -e",
      .udp_server = "server -e", .tcp_client = "client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
-              P_COUNTERS | P_BACKPRESSURE | P_C10K, .bench = 50000, .bench_opts = "-m 100000"},
+              P_COUNTERS | P_BACKPRESSURE | P_C10K | P_IDLERS | P_CLIENT_CONNS, .bench = 50000, .bench_opts = "-m 100000"},
     {.dir = "07-async", .tcp_server = "server", .udp_server = "server",
      .tcp_client = "client", .udp_client = "udp_client",
      .props = P_TCP_ECHO | P_UDP_ECHO | P_IDLE_TIMEOUT | P_CONCURRENT | P_MAX_CONNS |
-              P_COUNTERS | P_BACKPRESSURE | P_C10K | P_HTTPD | P_REDIAL, .bench = 50000,
+              P_COUNTERS | P_BACKPRESSURE | P_C10K | P_HTTPD | P_REDIAL | P_IDLERS |
+              P_CLIENT_CONNS, .bench = 50000,
      .bench_opts = "-m 100000"},
 };
 
