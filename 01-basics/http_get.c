@@ -139,15 +139,22 @@ static int parse_url(const char *s, struct url *u)
     p = s + 7;
     u->authority = p;
     if (*p == '[') {                        /* [IPv6 literal] */
-        host_end = strchr(p, ']');
-        if (host_end == NULL)
-            return -1;
+        /* Its "]" comes before any of the URL's delimiters: neither
+         * "[::1/x]" nor "[a#b]" is a literal (the fuzzer found them taken
+         * as hosts "::1/x" and "a#b"). */
         p++;
-        host_len = (size_t)(host_end - p);
-        host_end++;
+        host_len = strcspn(p, "]/?#@[");
+        if (p[host_len] != ']')
+            return -1;
+        host_end = p + host_len + 1;
     } else {
         host_end = p + strcspn(p, ":/?#");
         host_len = (size_t)(host_end - p);
+        /* Nor is "user@host" a host (we take no user names in a URL:
+         * "http://bank.example@evil.example/" is a classic trick), nor
+         * anything with a stray bracket. */
+        if (strcspn(p, "@[]") < host_len)
+            return -1;
     }
     if (host_len == 0 || host_len >= sizeof u->host)
         return -1;

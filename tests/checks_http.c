@@ -131,7 +131,9 @@ void check_http_get(const struct stage *st)
                                            "http://host:99999/", "http://host:80x/",
                                            "http://host:/", "http://host:+80/", "nothing",
                                            "http://h/a b", "http://[::1]\r\nX-Evil: 1\r\n/",
-                                           "http://[::1]junk/"};
+                                           "http://[::1]junk/", "http://[::1/x]",
+                                           "http://[a#b]/", "http://[::1",
+                                           "http://user@127.0.0.1/", "http://a[b/"};
     for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
         ck_assert_msg(run(st->dir, "http_get", NULL, NULL, &err, ARGS(bad_urls[i])) == 2,
                       "http_get %s: want exit 2", bad_urls[i]);

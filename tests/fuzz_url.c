@@ -61,6 +61,10 @@ static void check_request(const char *url, const struct url *u, const char *requ
 
     if (u->host[0] == '\0' || strnlen(u->host, sizeof u->host) == sizeof u->host)
         broken_promise("empty or unterminated host", url, request);
+    /* A host is what lies between the URL's delimiters, never across one
+     * ("[a#b]" once came out as host "a#b"). */
+    if (u->host[strcspn(u->host, "/?#@[]")] != '\0')
+        broken_promise("a delimiter of the URL inside the host", url, request);
     if (parse_port(u->port, 1) < 0)
         broken_promise("port not a number in 1..65535", url, request);
     if ((size_t)len != strlen(request))
