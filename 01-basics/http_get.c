@@ -513,6 +513,22 @@ static int copy_response_body(struct reader *r, const struct framing *f, size_t 
     return copy_body(r, f->transfer_encoding ? -1 : f->content_length);
 }
 
+/* The whole response from R: its head, then its body, printed. A 1xx
+ * response ("100 Continue", "103 Early Hints") is an interim head without
+ * a body: the real response follows it. Each one is paid for from ROOM,
+ * so a server cannot send them forever. Returns 0, or -1 (said). */
+static int read_response(struct reader *r)
+{
+    struct framing f;
+    size_t room = MAX_HEADS;
+    int rc;
+
+    do
+        rc = read_head(r, &f, &room);
+    while (rc == 0 && f.status < 200 && f.status != 101);
+    return rc == 0 ? copy_response_body(r, &f, &room) : rc;
+}
+
 int main(int argc, char **argv)
 {
     struct timeval timeout;
@@ -543,17 +559,7 @@ int main(int argc, char **argv)
     }
 
     struct reader r = {.fd = fd, .timeout = &timeout};
-    struct framing f;
-    size_t room = MAX_HEADS;
-    int rc;
-    /* A 1xx response ("100 Continue", "103 Early Hints") is an interim
-     * head without a body: the real response follows it. Each one is paid
-     * for from ROOM, so a server cannot send them forever. */
-    do
-        rc = read_head(&r, &f, &room);
-    while (rc == 0 && f.status < 200 && f.status != 101);
-    if (rc == 0)
-        rc = copy_response_body(&r, &f, &room);
+    int rc = read_response(&r);
     if (close(fd) < 0 && rc == 0) {
         fprintf(stderr, "%s: close: %s\n", PROG, strerror(errno));
         rc = -1;

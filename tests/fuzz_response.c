@@ -4,8 +4,8 @@
  *
  * The input is everything a server sends: it goes into one end of a real
  * socket (a UNIX-domain stream pair), which is then shut for writing, and
- * http_get reads the other end with its own struct reader, exactly the
- * sequence its main() runs after sending the request: heads (interim 1xx
+ * http_get reads the other end with its own struct reader and its own
+ * read_response(), which main() calls after sending the request: heads (interim 1xx
  * ones too, paid for from one budget), then the body framed by
  * Content-Length, chunked encoding (sizes, extensions, trailers) or the
  * close. The whole input is in the socket before the first recv(), and
@@ -89,16 +89,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Only named in messages: with the input all there, nothing waits. */
     struct timeval timeout = {.tv_sec = 10};
     struct reader r = {.fd = serve(data, size), .timeout = &timeout};
-    struct framing f;
-    size_t room = MAX_HEADS;
-    int rc;
 
-    /* From here on, main()'s own lines. */
-    do
-        rc = read_head(&r, &f, &room);
-    while (rc == 0 && f.status < 200 && f.status != 101);
-    if (rc == 0)
-        rc = copy_response_body(&r, &f, &room);
+    /* What main() does with a response, by the same function. */
+    int rc = read_response(&r);
     if (close(r.fd) < 0)
         harness_failure("close");
     if (rc == 0)
