@@ -5,27 +5,16 @@
  * The input is everything a server sends: it goes into one end of a real
  * socket (a UNIX-domain stream pair), which is then shut for writing, and
  * http_get reads the other end with its own struct reader and its own
- * read_response(), which main() calls after sending the request: heads (interim 1xx
- * ones too, paid for from one budget), then the body framed by
+ * read_response(), which main() calls after sending the request: heads
+ * (interim 1xx ones too, paid for from one budget), then the body framed by
  * Content-Length, chunked encoding (sizes, extensions, trailers) or the
  * close. The whole input is in the socket before the first recv(), and
- * the end of it is an EOF, so no read ever waits.
- *
- * We include http_get.c itself, its main() renamed: its functions are
- * static, and this way the fuzzer runs exactly them, not a copy. The
- * directory it comes from is an -I in tests/Makefile (BASICS=), so a
- * mutant copy can be fuzzed too.
+ * the end of it is an EOF, so no read ever waits. The functions are
+ * http_get.c's own (fuzz.h includes it).
  */
-#define main http_get_main
-#include "http_get.c"
-#undef main
+#include "fuzz.h"
 
-#include <stdint.h>
 #include <sys/socket.h>
-#include <unistd.h>
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The send buffer we ask for: the whole input must fit in the socket
  * before http_get reads a byte. The kernel may give less (Linux caps it at
@@ -34,25 +23,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * aborts the run, rather than hang it. */
 #define SOCKET_ROOM (1 << 20)
 
-/* tests/fuzz.sh runs us with -close_fd_mask=2: http_get's own messages
- * go nowhere, libFuzzer's and the sanitizers' to a copy of stderr it
- * makes. Ours go to a copy we make first, for the same reason. */
-static int report_fd = STDERR_FILENO;
-
 /* Our own set-up failed (not http_get): say so, and stop. */
 static void harness_failure(const char *call)
 {
-    dprintf(report_fd, "fuzz_response: %s: %s\n", call, strerror(errno));
-    abort();
+    fuzz_abort("fuzz_response: %s: %s\n", call, strerror(errno));
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    int fd = dup(STDERR_FILENO);
-    if (fd >= 0)
-        report_fd = fd;
+    keep_stderr();
     /* The headers and body http_get prints: once, for every input. */
     if (freopen("/dev/null", "w", stdout) == NULL)
         harness_failure("freopen /dev/null");

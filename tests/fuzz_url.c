@@ -11,35 +11,17 @@
  * from it, as main() does. On top of the sanitizers we check the promise
  * the URL check makes: whatever the URL, the request is our own six lines
  * ("GET ...", Host, User-Agent, Accept, Connection, the empty one) - no
- * control character of the URL's gets in to write a line of its own.
- *
- * We include http_get.c itself, its main() renamed: its functions are
- * static, and this way the fuzzer runs exactly them, not a copy. The
- * directory it comes from is an -I in tests/Makefile (BASICS=), so a
- * mutant copy can be fuzzed too.
+ * control character of the URL's gets in to write a line of its own, and
+ * no host spans one of the URL's delimiters. The functions are
+ * http_get.c's own (fuzz.h includes it).
  */
-#define main http_get_main
-#include "http_get.c"
-#undef main
-
-#include <stdint.h>
-#include <unistd.h>
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* tests/fuzz.sh runs us with -close_fd_mask=2: http_get's own messages
- * ("bad URL") go nowhere, libFuzzer's and the sanitizers' go to a copy of
- * stderr it makes. Ours go to a copy we make first, for the same reason. */
-static int report_fd = STDERR_FILENO;
+#include "fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    int fd = dup(STDERR_FILENO);
-    if (fd >= 0)
-        report_fd = fd;
+    keep_stderr();
     return 0;
 }
 
@@ -47,9 +29,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
  * saves the input as a crash. */
 static void broken_promise(const char *what, const char *url, const char *request)
 {
-    dprintf(report_fd, "fuzz_url: %s\n  URL: '%s'\n  request: '%s'\n", what, url,
-            request != NULL ? request : "(none)");
-    abort();
+    fuzz_abort("fuzz_url: %s\n  URL: '%s'\n  request: '%s'\n", what, url,
+               request != NULL ? request : "(none)");
 }
 
 /* What parse_url() and build_request() promise about an accepted URL. */
