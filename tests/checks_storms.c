@@ -197,6 +197,19 @@ static void idlers_connect(struct idlers *c, const struct stage *st, int port)
     c->silent = select_loop ? SILENT - SLOW : SILENT;
     c->n = c->silent + SLOW;
     raise_fd_limit(c->n + 64);
+    /* A server that serves one client at a time leaves the crowd in its
+     * listen queue, which the kernel caps at net.core.somaxconn (4096
+     * since Linux 5.4, 128 before): past it, connect() would not end. */
+    if (!(st->props & P_CONCURRENT)) {
+        FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+        int max = 0;
+        ck_assert_msg(f != NULL && fscanf(f, "%d", &max) == 1,
+                      "cannot read /proc/sys/net/core/somaxconn");
+        fclose(f);
+        ck_assert_msg(max >= c->n + IDLE_SECONDS, "this check needs a listen queue of %d; "
+                      "net.core.somaxconn is %d (sysctl -w net.core.somaxconn=4096)",
+                      c->n + IDLE_SECONDS, max);
+    }
     for (int i = 0; i < c->n; i++) {
         c->fds[i] = start_connect(port);
         c->sent[i] = c->got[i] = 0;
